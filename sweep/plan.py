@@ -1,0 +1,49 @@
+"""From a validated spec to Ray Tune trials: which results each trial computes, and their ids.
+
+A *result* is one grid point and one seed (one row of the store). A *trial* is the list of results
+that share the values of the outer axes (by default the learner's hyperparameters): the inner axes
+(by default the attack's) and the seeds are looped inside the trial. Ids are hashes of the
+configurations, so the same spec always yields the same ids — which is what makes resuming exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sweep.spec import COMPONENT_KINDS, Spec, stable_hash
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    trial_id: str
+    outer: dict[str, Any]
+    units: list[dict[str, Any]]
+
+
+def normalise(cell: dict[str, Any]) -> dict[str, Any]:
+    """Coerce every component parameter through its model (YAML's ``1`` becomes ``1.0`` for C)."""
+    out = dict(cell)
+    for kind, registry in COMPONENT_KINDS.items():
+        cls = registry[cell[kind]]
+        own = {k: cell[k] for k in cls.Params.model_fields if k in cell}
+        out.update(cls.Params(**own).model_dump(mode="json"))
+    return out
+
+
+def plan_trials(spec: Spec) -> list[TrialPlan]:
+    """All trials of the sweep, in grid order, each with its results (units)."""
+    inner = set(spec.inner_axes())
+    outer_axes = [a for a in spec.grid if a not in inner]
+    extra = {"curves": spec.curves.model_dump()} if spec.curves.enabled else {}
+    groups: dict[str, TrialPlan] = {}
+    for cell in spec.cells():
+        cfg = normalise(cell)
+        outer = {a: cfg[a] for a in outer_axes}
+        trial_id = stable_hash({"sweep": spec.name, "outer": outer})
+        plan = groups.setdefault(trial_id, TrialPlan(trial_id, outer, []))
+        for seed in spec.seeds:
+            unit = {**cfg, "seed": seed, **extra}
+            unit["result_id"] = stable_hash({"sweep": spec.name, "config": unit})
+            plan.units.append(unit)
+    return list(groups.values())

@@ -1,0 +1,65 @@
+"""Progress while a sweep runs: results done / total, rate and ETA.
+
+A live rich bar on a terminal; on a pipe or in CI, a plain line at every tenth of the work.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True, stream=None) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled and total > 0
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self._bar = None
+        self._next_line = 0.1
+        if self.enabled and self.stream.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("results"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._bar.add_task("sweep", total=total)
+            self._bar.start()
+
+    def eta_seconds(self) -> float | None:
+        if self.done == 0:
+            return None
+        rate = self.done / (time.perf_counter() - self.t0)
+        return (self.total - self.done) / rate
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self.done / self.total >= self._next_line or self.done == self.total:
+            eta = self.eta_seconds()
+            eta_txt = f"{eta:.0f}s" if eta is not None else "?"
+            print(f"progress: {self.done}/{self.total} results, ETA {eta_txt}", file=self.stream, flush=True)
+            while self._next_line <= self.done / self.total:
+                self._next_line += 0.1
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,164 @@
+"""scikit-learn learners with one regularisation knob, ``C``, and per-sample weights.
+
+Every learner is a scikit-learn estimator: ``__init__`` stores keyword hyperparameters, ``fit(X, y,
+sample_weight=None)`` flattens images to vectors and fits, fitted attributes end in ``_``. Larger C
+means weaker regularisation for all of them:
+
+- ``svm_linear``: ``SVC(kernel="linear")`` — the plain hinge problem ½‖w‖² + C·Σ sᵢ·hinge.
+- ``svm_rbf``: ``SVC(kernel="rbf", gamma=γ)`` — the same in the RBF feature space.
+- ``ridge``: ``RidgeClassifier(alpha=1/(2C))`` on ±1 targets — Σ sᵢ(yᵢ − f(xᵢ))² + α‖w‖², i.e. the
+  squared-loss problem ½‖w‖² + C·Σ sᵢ(yᵢ − f(xᵢ))² scaled by 1/(2C); intercept unpenalised.
+- ``logistic``: ``LogisticRegression(C)`` — ½‖w‖² + C·Σ sᵢ·logloss, intercept unpenalised.
+
+Tight solver tolerances are the default because learning curves and finite-difference slopes
+compare fits that differ by a tiny weight (see ENGINEERING.md: SVC tol ≤ 1e-7 keeps the sign).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.svm import SVC
+
+from trainables.components import Params, Registry, parse_params
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def flatten(X: np.ndarray) -> np.ndarray:
+    """Images (n, H, W[, C]) to float64 vectors (n, H·W·C)."""
+    X = np.asarray(X, dtype=np.float64)
+    return X.reshape(len(X), -1)
+
+
+class SklearnLearner(ClassifierMixin, BaseEstimator):
+    """Shared fit/predict: subclasses build ``model_`` in ``_make``."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "sklearn"
+    Params: ClassVar[type[Params]]
+
+    def _make(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, X, y, sample_weight=None):
+        self.model_ = self._make()
+        Xf = flatten(X)
+        if sample_weight is None:
+            self.model_.fit(Xf, y)
+        else:
+            self.model_.fit(Xf, y, sample_weight=np.asarray(sample_weight, dtype=np.float64))
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(flatten(X))
+
+    def decision_function(self, X):
+        return self.model_.decision_function(flatten(X))
+
+    def weight_vector(self) -> np.ndarray | None:
+        """w for linear models (binary), else None."""
+        coef = getattr(self.model_, "coef_", None)
+        if coef is None or coef.shape[0] != 1:
+            return None
+        return np.asarray(coef, dtype=np.float64).ravel()
+
+
+class SVMLinear(SklearnLearner):
+    name = "svm_linear"
+    loss = "hinge"
+
+    class Params(Params):
+        C: PositiveFloat = 1.0
+        tol: PositiveFloat = 1e-7
+
+    def __init__(self, C: float = 1.0, tol: float = 1e-7, random_state=None):
+        self.C = C
+        self.tol = tol
+        self.random_state = random_state
+
+    def _make(self):
+        return SVC(kernel="linear", C=self.C, tol=self.tol, max_iter=-1)
+
+
+class SVMRBF(SklearnLearner):
+    name = "svm_rbf"
+    loss = "hinge"
+
+    class Params(Params):
+        C: PositiveFloat = 1.0
+        gamma: PositiveFloat = 0.01
+        tol: PositiveFloat = 1e-7
+
+    def __init__(self, C: float = 1.0, gamma: float = 0.01, tol: float = 1e-7, random_state=None):
+        self.C = C
+        self.gamma = gamma
+        self.tol = tol
+        self.random_state = random_state
+
+    def _make(self):
+        return SVC(kernel="rbf", C=self.C, gamma=self.gamma, tol=self.tol, max_iter=-1)
+
+
+class Ridge(SklearnLearner):
+    name = "ridge"
+    loss = "squared"
+
+    class Params(Params):
+        C: PositiveFloat = 1.0
+
+    def __init__(self, C: float = 1.0, random_state=None):
+        self.C = C
+        self.random_state = random_state
+
+    def _make(self):
+        return RidgeClassifier(alpha=1.0 / (2.0 * self.C), solver="cholesky")
+
+
+class Logistic(SklearnLearner):
+    name = "logistic"
+    loss = "logistic"
+
+    class Params(Params):
+        C: PositiveFloat = 1.0
+        tol: PositiveFloat = 1e-8
+        max_iter: Annotated[int, Field(ge=1)] = 1000
+        solver: Literal["newton-cholesky", "lbfgs", "newton-cg"] = "newton-cholesky"
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        tol: float = 1e-8,
+        max_iter: int = 1000,
+        solver: str = "newton-cholesky",
+        random_state=None,
+    ):
+        self.C = C
+        self.tol = tol
+        self.max_iter = max_iter
+        self.solver = solver
+        self.random_state = random_state
+
+    def _make(self):
+        return LogisticRegression(
+            C=self.C,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            solver=self.solver,
+            random_state=self.random_state,
+        )
+
+
+LEARNERS = Registry("learner", SVMLinear, SVMRBF, Ridge, Logistic)
+
+
+def make_learner(config: dict, random_state: int | None = None):
+    """The estimator named by ``config['learner']`` with its parameters from the flat config."""
+    cls = LEARNERS.get_class(config["learner"], "learner")
+    params = parse_params(cls, config)
+    return cls(**params.model_dump(), random_state=random_state)
