@@ -145,16 +145,26 @@ def _make_callback(writer: StoreWriter):
     from ray.tune import Callback
 
     class _Cb(Callback):
+        """Hands Tune's events to the driver-side writer."""
+
+        def __init__(self, writer: StoreWriter) -> None:
+            self.writer = writer
+
+        # Tune pickles its run config into the experiment state; the writer (store handles,
+        # progress bar, open streams) lives in the driver only and is not part of that state.
+        def __getstate__(self):
+            return {}
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            writer.result(trial.config["trial"]["trial_id"], result)
+            self.writer.result(trial.config["trial"]["trial_id"], result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            writer.complete(trial.config["trial"]["trial_id"])
+            self.writer.complete(trial.config["trial"]["trial_id"])
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            writer.complete(trial.config["trial"]["trial_id"], error=_trial_error_text(trial))
+            self.writer.complete(trial.config["trial"]["trial_id"], error=_trial_error_text(trial))
 
-    return _Cb()
+    return _Cb(writer)
 
 
 def _trial_error_text(trial) -> str:
