@@ -1,28 +1,39 @@
 """SQL over the store with DuckDB, read-only and confined to the store.
 
 Tables (views): ``trials`` (one row per result) and ``curves`` (one row per result and β) over
-every sweep's part files. After the views exist, DuckDB's external access is switched off, file
-access is limited to the store and the configuration is locked; statements that are not queries
-are refused before they reach DuckDB (ENGINEERING.md: COPY *into* the store would still be allowed).
+every sweep's part files. Two independent locks keep a query inside the store:
+
+1. `check_query` parses the SQL with DuckDB's own parser (so string literals, dollar quotes and
+   comments cannot hide anything) and accepts exactly one SELECT (DESCRIBE, SHOW and SUMMARIZE
+   included) whose tables are ``trials``, ``curves`` or its own CTEs — no table functions
+   (``read_csv``, ``glob``, ``query``…), no file paths as tables, no ``current_setting``.
+2. `connect` creates the views, then switches DuckDB's external access off, limits file access
+   to the store, disables extension autoloading, Python replacement scans and the temporary
+   directory (which DuckDB would otherwise add to the allowed directories), and locks the
+   configuration. ENGINEERING.md: COPY *into* the store would still pass this lock, which is why
+   (1) refuses every statement that is not a query.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from sweep.errors import SweepError
 from sweep.store import TABLES, Store
 
-_QUERY_START = re.compile(r"^\s*(\(\s*)*(select|with|from|values|describe|show|summarize|table|explain)\b", re.I)
-_FORBIDDEN = re.compile(
-    r"\b(copy|attach|detach|install|load|pragma|set|reset|create|insert|update|delete|drop|alter|"
-    r"export|import|call|checkpoint|vacuum|use|begin|commit|rollback|read_\w+|glob|parquet_\w+|"
-    r"sniff_csv|query_table|getenv)\b",
-    re.I,
-)
+#: table functions a query may call (they generate values; none touches a file)
+SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+#: scalar functions refused: they reveal the machine's configuration (paths, environment)
+DENIED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable"})
+#: SHOW targets allowed besides the tables themselves (SHOW TABLES, SHOW ALL TABLES)
+_SHOW_SPECIAL = frozenset({'"tables"', "tables", "__show_tables_expanded"})
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALLOWED = "a single read-only SELECT over the tables trials and curves"
 
 
 def _sql_literal(path: Path) -> str:
@@ -39,32 +50,125 @@ def connect(store: Store):
         files = [p.resolve() for s in store.sweeps() for p in store.parts(s, table)]
         if files:
             listing = "[" + ", ".join(_sql_literal(f) for f in files) + "]"
-            sql = f"CREATE VIEW {table} AS SELECT * FROM read_parquet({listing}, union_by_name=true)"
+            sql = (
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({listing}, union_by_name=true)"
+            )
         else:
             sql = f"CREATE VIEW {table} AS SELECT NULL::VARCHAR AS sweep WHERE false"
         con.execute(sql)
-    con.execute(f"SET allowed_directories=[{_sql_literal(root)}]")
-    con.execute("SET enable_external_access=false")
-    con.execute("SET lock_configuration=true")
+    for setting in (
+        "temp_directory=''",
+        f"allowed_directories=[{_sql_literal(root)}]",
+        "autoload_known_extensions=false",
+        "autoinstall_known_extensions=false",
+        "allow_community_extensions=false",
+        "python_enable_replacements=false",
+        "enable_external_access=false",
+        "lock_configuration=true",
+    ):
+        con.execute(f"SET {setting}")
     return con
 
 
 def check_query(sql: str) -> None:
-    """Refuse anything but a single read-only query over the store's tables."""
-    stripped = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).strip().rstrip(";").strip()
-    if not stripped:
-        raise SweepError("query must be a SQL SELECT over the tables trials and curves; got an empty string")
-    if ";" in stripped:
-        raise SweepError("query must be a single statement; got several separated by ';'")
-    if not _QUERY_START.match(stripped):
-        word = stripped.split()[0]
-        raise SweepError(f"query must be a read-only SELECT over trials/curves; got a {word.upper()} statement")
-    literal_free = re.sub(r"'(?:[^']|'')*'", "''", stripped)
-    bad = _FORBIDDEN.search(literal_free)
-    if bad:
-        raise SweepError(
-            f"query must only read the tables trials and curves; {bad.group(0)!r} is not allowed"
+    """Refuse anything but a single read-only query over the store's tables (see module doc)."""
+    import duckdb
+
+    if not sql.strip().rstrip(";").strip():
+        raise SweepError(f"query must be {_ALLOWED}; got an empty string")
+    parser = duckdb.connect(":memory:")
+    try:
+        try:
+            statements = parser.extract_statements(sql)
+        except duckdb.Error as err:
+            raise SweepError(f"query is not valid SQL: {_first_line(err)}") from None
+        if len(statements) != 1:
+            raise SweepError(f"query must be a single statement; got {len(statements)}")
+        kind = str(statements[0].type).rsplit(".", 1)[-1]
+        if kind != "SELECT":
+            raise SweepError(
+                f"query must be {_ALLOWED}; got {_statement_word(sql, kind)}, which is not a query"
+            )
+        tree = json.loads(
+            parser.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
         )
+    finally:
+        parser.close()
+    if tree.get("error") or len(tree.get("statements", [])) != 1:
+        raise SweepError(
+            f"query must be {_ALLOWED}; got {tree.get('error_message', 'an unsupported statement')}"
+        )
+    ctes: set[str] = set()
+    _collect_ctes(tree, ctes)
+    _check_node(tree, {t.lower() for t in TABLES} | ctes)
+
+
+def _statement_word(sql: str, kind: str) -> str:
+    """The statement's first keyword as written (INSTALL, COPY…; DuckDB's type otherwise)."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).split()
+    return text[0].upper() if text and text[0].isalpha() else kind
+
+
+def _collect_ctes(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            # a CTE named like a file ("x.csv") could stand in for a file path out of its scope
+            out.update(
+                str(e.get("key", "")).lower()
+                for e in cte_map.get("map", [])
+                if _IDENTIFIER.match(str(e.get("key", "")))
+            )
+        for value in node.values():
+            _collect_ctes(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_ctes(value, out)
+
+
+def _check_node(node: Any, tables: set[str]) -> None:
+    """Walk the parsed query; every table reference and function call must be allowed."""
+    if isinstance(node, list):
+        for value in node:
+            _check_node(value, tables)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        name = str(node.get("table_name", ""))
+        if (
+            name.lower() not in tables
+            or node.get("catalog_name") not in ("", "memory")
+            or node.get("schema_name") not in ("", "main")
+        ):
+            shown = ".".join(
+                p for p in (node.get("catalog_name"), node.get("schema_name"), name) if p
+            )
+            raise SweepError(
+                f"query must only read the tables trials and curves; got the table {shown!r}"
+            )
+    elif kind == "TABLE_FUNCTION":
+        name = str((node.get("function") or {}).get("function_name", "?"))
+        if name.lower() not in SAFE_TABLE_FUNCTIONS:
+            raise SweepError(
+                f"query must only read the tables trials and curves; got the table function {name}()"
+            )
+    elif kind == "SHOW_REF":
+        name = str(node.get("table_name", ""))
+        if name and name.lower() not in tables and name.lower() not in _SHOW_SPECIAL:
+            raise SweepError(
+                f"query may only DESCRIBE/SHOW the tables trials and curves; got {name!r}"
+            )
+    if (
+        node.get("class") == "FUNCTION"
+        and str(node.get("function_name", "")).lower() in DENIED_FUNCTIONS
+    ):
+        raise SweepError(
+            f"query must not call {node['function_name']}(): it reads the machine's configuration"
+        )
+    for value in node.values():
+        _check_node(value, tables)
 
 
 def run_query(store: Store, sql: str) -> pd.DataFrame:
