@@ -27,3 +27,43 @@ def print_summary(spec, outcome, stream=None) -> None:
         print(f"  no robust choice: {err}", file=out)
         return
     print(f"  robust choice (lowest ASR within 0.01 of the best clean accuracy): {sel.reason}", file=out)
+    if "slope" in df.columns and df["slope"].notna().any():
+        print_slope_summary(df, list(spec.grid), out)
+
+
+def print_slope_summary(df, axes: list[str], out) -> None:
+    """Spearman correlation of slope and ASR over the grid per poison rate; the choice by slope."""
+    import pandas as pd
+
+    from analysis.select import select_robust
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    ok = ok.assign(slope=pd.to_numeric(ok["slope"], errors="coerce"))
+    rates = sorted(ok["poison_rate"].dropna().unique()) if "poison_rate" in ok else [None]
+    grid = [c for c in axes if c != "poison_rate" and c in ok.columns]
+    for rate in rates:
+        if rate is not None and rate == 0:
+            continue  # no poison: every slope is 0
+        part = ok if rate is None else ok[ok["poison_rate"] == rate]
+        # one point per grid cell (the seeds averaged)
+        cols = ["slope", "asr", "clean_acc"]
+        cells = (part.groupby(grid, dropna=False)[cols].mean() if grid else part[cols]).dropna()
+        label = "all results" if rate is None else f"poison_rate={rate:g}"
+        accurate = cells[cells["clean_acc"] >= cells["clean_acc"].max() - 0.01] if len(cells) else cells
+        print(f"  Spearman(slope, ASR) at {label}: {_spearman(cells)} over the grid; "
+              f"{_spearman(accurate)} among the cells within 0.01 of the best clean accuracy", file=out)
+    try:
+        sel = select_robust(df, clean_tolerance=0.01, objective="slope")
+    except SweepError as err:
+        print(f"  no robust choice by slope: {err}", file=out)
+        return
+    print(f"  robust choice by slope (lowest slope within 0.01 of the best clean accuracy): {sel.reason}", file=out)
+
+
+def _spearman(cells) -> str:
+    """'ρ (n points)', or n/a when there are too few points or a column is constant."""
+    from scipy.stats import spearmanr
+
+    if len(cells) < 3 or cells["slope"].nunique() < 2 or cells["asr"].nunique() < 2:
+        return f"n/a ({len(cells)} points)"
+    return f"{spearmanr(cells['slope'], cells['asr']).statistic:.3f} ({len(cells)} points)"
