@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sweep.errors import SweepError
 from trainables.components import Registry, describe_error, parse_params
-from trainables.datasets import DATASET_INFO, DatasetSpec
+from trainables.datasets import DatasetSpec, dataset_info
 from trainables.defences import DEFENCES
 from trainables.learners import LEARNERS
 from trainables.poisoning import POISONINGS
@@ -60,11 +60,24 @@ class DefenceSection(_Section):
 
 
 class CurvesSection(BaseModel):
-    """Backdoor learning curves (SCIENCE.md §5): off, or the β grid to retrain over."""
+    """Backdoor learning curves (SCIENCE.md §5): off, or the β grid to retrain over.
+
+    Enabled without ``betas``, the grid is ``trainables.curves.DEFAULT_BETAS`` (0 and 12
+    log-spaced values from 1e-3 to 1), written into the spec so the store records it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = False
     betas: list[Annotated[float, Field(ge=0, le=1)]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_betas(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("enabled") and data.get("betas") is None:
+            from trainables.curves import DEFAULT_BETAS
+
+            data = {**data, "betas": list(DEFAULT_BETAS)}
+        return data
 
 
 class ExecutionSection(BaseModel):
@@ -221,8 +234,12 @@ def validate(spec: Spec) -> None:
         for axis in spec.execution.inner_axes:
             if axis not in spec.grid:
                 raise SweepError(f"execution.inner_axes must name grid axes {sorted(spec.grid)}; got {axis!r}")
-    if spec.curves.enabled and spec.curves.betas is not None and not spec.curves.betas:
-        raise SweepError("curves.betas must list at least one β in [0, 1]; got []")
+    if spec.curves.enabled and spec.curves.betas is not None:
+        betas = spec.curves.betas
+        if not any(b > 0 for b in betas):
+            raise SweepError(f"curves.betas must list at least one β in (0, 1]; got {betas}")
+        if len(set(betas)) != len(betas) or betas != sorted(betas):
+            raise SweepError(f"curves.betas must be distinct and increasing; got {betas}")
 
     base, origins = spec.base_config()
     for axis in spec.grid:
@@ -231,9 +248,8 @@ def validate(spec: Spec) -> None:
         if key not in known:
             raise SweepError(f"{origins[key]} is not a known parameter; allowed: {', '.join(sorted(known))}")
 
-    info = DATASET_INFO[spec.dataset.name]
-    classes = spec.dataset.classes if spec.dataset.classes is not None else info["classes"]
-    image_shape = tuple(info["image_shape"])
+    info = dataset_info(spec.dataset)  # checks dataset.classes; image_folder reads its folder
+    classes, image_shape = info.classes, info.image_shape
     used: set[str] = set()
     seen: set[str] = set()
     for cell in spec.cells():
@@ -251,8 +267,15 @@ def validate(spec: Spec) -> None:
                     cls(params).check(image_shape)
                 except SweepError as err:
                     raise SweepError(_with_origin(str(err), origins)) from None
-        if not any(str(c) == str(cell["target"]) for c in classes):
+        DEFENCES[cell["defence"]].check_cell(cell, origins)  # e.g. dp_sgd needs a network learner
+        if info.position(cell["target"]) is None:
             raise SweepError(f"{origins['target']} must be one of the classes {classes}; got {cell['target']!r}")
+        if "source" in POISONINGS[cell["poisoning"]].Params.model_fields and str(cell.get("source", "all")) != "all":
+            where, src = origins.get("source", "source"), str(cell["source"])
+            if info.position(src) is None:
+                raise SweepError(f"{where} must be 'all' or one of the classes {classes}; got {src!r}")
+            if info.position(src) == info.position(cell["target"]):
+                raise SweepError(f"{where} must differ from the target class {cell['target']!r}; got {src!r}")
     used.add("target")
     for key in list(base) + list(spec.grid):
         if key not in used:

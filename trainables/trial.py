@@ -4,8 +4,8 @@ One *result* (a row of the store) is one grid point and one seed: poison the tra
 learner, measure it (``run_unit``). One Ray Tune *trial* runs a list of results that share the
 learner configuration — by default every attack setting and seed of one grid cell of learner
 hyperparameters — because a Tune trial costs ≈ 0.04 s with actor reuse while one SVM fit on digits
-costs milliseconds. ``tune_trial`` reports once per result, so progress and the store see each
-result as soon as it exists.
+costs milliseconds. ``tune_trial`` reports the results it has finished about once a second, so
+progress is live without paying Tune's per-report cost for every millisecond-sized result.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainables.datasets import Dataset
-from trainables.defences import make_defence
+from trainables.defences import BackdoorTest, make_defence
 from trainables.learners import make_learner
 from trainables.metrics import ASR_DEFINITION, attack_metrics
 from trainables.poisoning import make_poisoning
@@ -42,15 +42,17 @@ def run_unit(config: dict, data: Dataset) -> UnitResult:
     trigger = make_trigger(config).fit(data.X_train, seed_sequence(seed, "trigger"))
     poisoning = make_poisoning(config)
     poisoned = poisoning.poison(
-        data.X_train, data.y_train, trigger, target, data.n_classes, seed_sequence(seed, "poison")
+        data.X_train, data.y_train, trigger, target, data.n_classes, seed_sequence(seed, "poison"),
+        classes=data.classes,
     )
     learner = make_learner(config, random_state=seed)
     defence = make_defence(config)
+    X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
+    test = BackdoorTest(data.X_test, data.y_test, X_bt, target)  # a defence may measure mid-way
     t0 = time.perf_counter()
-    defence_info = defence.train(learner, poisoned, data, seed_sequence(seed, "defence"))
+    defence_info = defence.train(learner, poisoned, data, seed_sequence(seed, "defence"), test)
     fit_seconds = time.perf_counter() - t0
 
-    X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
     pred_clean = learner.predict(data.X_test)
     pred_trig = learner.predict(X_bt)
     row = {
@@ -63,29 +65,46 @@ def run_unit(config: dict, data: Dataset) -> UnitResult:
         **poisoned.info,
         **defence_info,
     }
+    if config.get("curves"):  # backdoor learning curve, slopes, ρ and ν (trainables/curves.py)
+        from trainables.curves import curve_for_unit
+
+        summary, curve_rows = curve_for_unit(config, poisoned, data, X_bt, target)
+        return UnitResult(row={**row, **summary}, curves=curve_rows)
     return UnitResult(row=row)
 
 
 def tune_trial(config: dict, data: Dataset) -> None:
-    """Ray Tune entry point: run every result of this trial and report each one."""
+    """Ray Tune entry point: run every result of this trial and report them in batches.
+
+    Finished results are reported together at most every ``report_every_s`` seconds (default 1 s)
+    and at the end: each ``tune.report`` is a round trip to the driver plus a pass through Tune's
+    result processing, which costs more than a result of a small learner (BENCHMARKS.md).
+    """
     from ray import tune
     from threadpoolctl import threadpool_limits
 
     cpus = int(config.get("cpus", 1))
+    every = float(config.get("report_every_s", 1.0))
+    node = _node_id()
+    units = config["units"]
+    batch: list[dict] = []
+    last = time.monotonic()
     with threadpool_limits(limits=cpus):
-        for unit in config["units"]:
+        for i, unit in enumerate(units):
             t0 = time.time()
             res = run_unit(unit, data)
-            tune.report(
+            batch.append(
                 {
                     "result_id": unit["result_id"],
                     "row": res.row,
                     "curves": res.curves,
                     "started_at": t0,
                     "finished_at": time.time(),
-                    "node_id": _node_id(),
                 }
             )
+            if i == len(units) - 1 or time.monotonic() - last >= every:
+                tune.report({"results": batch, "node_id": node})
+                batch, last = [], time.monotonic()
 
 
 def _node_id() -> str:
