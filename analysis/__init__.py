@@ -12,6 +12,7 @@ Typical use::
 from __future__ import annotations
 
 from analysis.aggregate import aggregate
+from analysis.explain import explain_info, rebuild
 from analysis.heatmap import HeatmapInfo, heatmap_info, render_heatmap
 from analysis.load import load
 from analysis.pareto import non_dominated, pareto_front, pareto_points, render_pareto
@@ -26,11 +27,13 @@ __all__ = [
     "build_report",
     "choice_axes",
     "configuration_metric",
+    "explain_info",
     "heatmap_info",
     "load",
     "non_dominated",
     "pareto_front",
     "pareto_points",
+    "rebuild",
     "render_heatmap",
     "render_pareto",
     "report_html",

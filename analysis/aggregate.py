@@ -11,7 +11,7 @@ METRICS = {
     "clean_acc", "backdoor_acc", "asr", "asr_excl_pred", "robust_acc", "n_poison", "n_train",
     "n_test", "fit_seconds", "effective_poison_rate", "slope", "slope_fd", "slope_note",
     "rho_final", "nu_final", "dp_epsilon", "asr_before_finetune", "clean_acc_before_finetune",
-    "filter_recall", "influential_poison_frac",
+    "filter_recall", "influential_poison_frac", "influence_note",
     # defences (trainables/defences.py)
     "epochs_before_finetune", "n_poison_set", "n_clean_set", "finetune_val_acc",
     "filter_precision", "filter_n_flagged", "n_trusted",

@@ -3,8 +3,10 @@
 For each sweep: what was swept (spec, grid size, wall time, versions — from ``sweep.json``), the
 recommended configuration with its reason and seed spread, heatmaps of clean accuracy, ASR and
 slope (when recorded) over the learner's hyperparameters for each attack setting, the worst-case
-ASR over the attacks, learning curves (when the sweep has a ``curves`` table), the Pareto front and
-failed results. With several sweeps, a comparison table comes first.
+ASR over the attacks, learning curves (when the sweep has a ``curves`` table), explanations
+(gradient maps and most influential training samples of the recommended and the most vulnerable
+configuration, `analysis.explain`), the Pareto front and failed results. With several sweeps, a
+comparison table comes first.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from sweep.errors import SweepError
 from sweep.store import Store
 
 #: heatmap metrics, in order, with a fixed colour range where the metric has one
-HEATMAP_METRICS = {"clean_acc": None, "asr": (0.0, 1.0), "slope": None}
+HEATMAP_METRICS = {
+    "clean_acc": None,
+    "asr": (0.0, 1.0),
+    "slope": None,
+    "influential_poison_frac": (0.0, 1.0),
+}
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -229,6 +236,44 @@ def _curves(store: Store, name: str, df: pd.DataFrame) -> str:
     return f'<h3>backdoor learning curves</h3><p class="note">{esc(note)}</p>{figure_html(fig)}'
 
 
+def _explanations(store: Store, name: str, df: pd.DataFrame, sels: dict) -> str:
+    """Gradient maps and most influential training samples (`analysis.explain`) of the
+    recommended (by ASR) and the most vulnerable configuration, each rebuilt under the strongest
+    attack swept, first seed."""
+    from analysis.explain import explain_info, rebuild, representative_rows
+    from analysis.explain_page import explain_block
+
+    sel = sels.get("asr")
+    if not isinstance(sel, Selection):
+        return ""
+    picks = [("recommended", sel.choice)]
+    ranked = sel.table[sel.table["objective"].notna()].sort_values(
+        "objective", ascending=False, kind="mergesort"
+    )
+    if not ranked.empty:
+        worst = {a: ranked.iloc[0][a] for a in sel.axes}
+        if format_choice(worst) != format_choice(sel.choice):
+            picks.append(("most vulnerable", worst))
+    parts = []
+    for label, choice in picks:
+        title = f"<h4>{esc(label)}: {esc(format_choice(choice))}</h4>"
+        rows = representative_rows(df, choice)
+        if rows.empty:
+            parts.append(title + '<p class="muted">no successful poisoned result to explain</p>')
+            continue
+        try:
+            info = explain_info(rebuild(store, name, rows.iloc[0].to_dict()), k=10)
+        except (SweepError, ValueError, OSError) as err:
+            parts.append(title + f'<p class="error">cannot rebuild it: {esc(err)}</p>')
+            continue
+        parts.append(title + f'<p class="note">{esc(info.title)}</p>' + explain_block(info, compact=True))
+    note = (
+        "each rebuilt from the spec under the attack with the highest mean ASR, first seed; "
+        "`backdoor-sweep explain --where ...` shows more"
+    )
+    return f'<h3>explanations</h3><p class="note">{esc(note)}</p>' + "".join(parts)
+
+
 def _pareto(df: pd.DataFrame, sels: dict[str, Selection | str]) -> str:
     parts = []
     for y in ("asr", "slope"):
@@ -288,6 +333,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         + _recommendation(sels)
         + _shown(_heatmaps, df)
         + _curves(store, name, df)
+        + _shown(_explanations, store, name, df, sels)
         + "<h3>Pareto front</h3>"
         + (
             _shown(_pareto, df, sels)

@@ -36,6 +36,7 @@ def plan_trials(spec: Spec) -> list[TrialPlan]:
     inner = set(spec.inner_axes())
     outer_axes = [a for a in spec.grid if a not in inner]
     extra = {"curves": spec.curves.model_dump()} if spec.curves.enabled else {}
+    extra.update(spec.explain.unit_keys())  # flat keys, columns of the trials table
     groups: dict[str, TrialPlan] = {}
     for cell in spec.cells():
         cfg = normalise(cell)

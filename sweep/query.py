@@ -1,11 +1,12 @@
 """SQL over the store with DuckDB, read-only and confined to the store.
 
-Tables (views): ``trials`` (one row per result) and ``curves`` (one row per result and β) over
-every sweep's part files. Two independent locks keep a query inside the store:
+Tables (views): ``trials`` (one row per result), ``curves`` (one row per result and β) and
+``dynamics`` (one row per result and training epoch) over every sweep's part files. Two
+independent locks keep a query inside the store:
 
 1. `check_query` parses the SQL with DuckDB's own parser (so string literals, dollar quotes and
    comments cannot hide anything) and accepts exactly one SELECT (DESCRIBE, SHOW and SUMMARIZE
-   included) whose tables are ``trials``, ``curves`` or its own CTEs — no table functions
+   included) whose tables are ``trials``, ``curves``, ``dynamics`` or its own CTEs — no table functions
    (``read_csv``, ``glob``, ``query``…), no file paths as tables, no ``current_setting``.
 2. `connect` creates the views, then switches DuckDB's external access off, limits file access
    to the store, disables extension autoloading, Python replacement scans and the temporary
@@ -33,7 +34,8 @@ DENIED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable"})
 #: SHOW targets allowed besides the tables themselves (SHOW TABLES, SHOW ALL TABLES)
 _SHOW_SPECIAL = frozenset({'"tables"', "tables", "__show_tables_expanded"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ALLOWED = "a single read-only SELECT over the tables trials and curves"
+_TABLE_LIST = ", ".join(TABLES[:-1]) + " and " + TABLES[-1]
+_ALLOWED = f"a single read-only SELECT over the tables {_TABLE_LIST}"
 
 
 def _sql_literal(path: Path) -> str:
@@ -146,19 +148,19 @@ def _check_node(node: Any, tables: set[str]) -> None:
                 p for p in (node.get("catalog_name"), node.get("schema_name"), name) if p
             )
             raise SweepError(
-                f"query must only read the tables trials and curves; got the table {shown!r}"
+                f"query must only read the tables {_TABLE_LIST}; got the table {shown!r}"
             )
     elif kind == "TABLE_FUNCTION":
         name = str((node.get("function") or {}).get("function_name", "?"))
         if name.lower() not in SAFE_TABLE_FUNCTIONS:
             raise SweepError(
-                f"query must only read the tables trials and curves; got the table function {name}()"
+                f"query must only read the tables {_TABLE_LIST}; got the table function {name}()"
             )
     elif kind == "SHOW_REF":
         name = str(node.get("table_name", ""))
         if name and name.lower() not in tables and name.lower() not in _SHOW_SPECIAL:
             raise SweepError(
-                f"query may only DESCRIBE/SHOW the tables trials and curves; got {name!r}"
+                f"query may only DESCRIBE/SHOW the tables {_TABLE_LIST}; got {name!r}"
             )
     if (
         node.get("class") == "FUNCTION"

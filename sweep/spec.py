@@ -80,6 +80,31 @@ class CurvesSection(BaseModel):
         return data
 
 
+class ExplainSection(BaseModel):
+    """Explanations per result (issue 8; `trainables.influence`, `trainables.dynamics`).
+
+    ``influence_k``: each result row gets ``influential_poison_frac``, the share of poisoned rows
+    among the ``influence_k`` most influential training samples of a triggered non-target test
+    sample (mean over the first ``influence_samples`` of them). ``dynamics`` (networks): per-epoch
+    losses of clean, poisoned and untriggered poisoned samples in the ``dynamics`` table.
+    Both go into every result's configuration as flat keys (store columns) only when switched on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    influence_k: Annotated[int, Field(ge=1)] | None = None
+    influence_samples: Annotated[int, Field(ge=1)] = 100
+    dynamics: bool = False
+
+    def unit_keys(self) -> dict[str, Any]:
+        """The flat keys the plan adds to each result's configuration (none when all is off)."""
+        keys: dict[str, Any] = {}
+        if self.influence_k is not None:
+            keys.update(influence_k=self.influence_k, influence_samples=self.influence_samples)
+        if self.dynamics:
+            keys["dynamics"] = True
+        return keys
+
+
 class ExecutionSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     cpus_per_trial: Annotated[float, Field(gt=0, le=256)] = 1
@@ -104,6 +129,7 @@ class Spec(BaseModel):
     grid: dict[str, list[Any]] = {}
     seeds: list[int] = [0]
     curves: CurvesSection = CurvesSection()
+    explain: ExplainSection = ExplainSection()
     execution: ExecutionSection = ExecutionSection()
     store: str = "results"
 
@@ -276,6 +302,7 @@ def validate(spec: Spec) -> None:
                 raise SweepError(f"{where} must be 'all' or one of the classes {classes}; got {src!r}")
             if info.position(src) == info.position(cell["target"]):
                 raise SweepError(f"{where} must differ from the target class {cell['target']!r}; got {src!r}")
+    _check_explain(spec, info, origins)
     used.add("target")
     for key in list(base) + list(spec.grid):
         if key not in used:
@@ -287,3 +314,23 @@ def validate(spec: Spec) -> None:
 def _with_origin(message: str, origins: dict[str, str]) -> str:
     field = message.split(" ", 1)[0]
     return origins[field] + message[len(field):] if field in origins else message
+
+
+def _check_explain(spec: Spec, info, origins: dict[str, str]) -> None:
+    """``explain.dynamics`` needs network learners; influence of scikit-learn learners needs two classes."""
+    ex = spec.explain
+    if not ex.dynamics and ex.influence_k is None:
+        return
+    for cell in spec.cells():
+        kind = getattr(LEARNERS[cell["learner"]], "kind", "")
+        if ex.dynamics and kind != "torch":
+            nets = ", ".join(sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch"))
+            raise SweepError(
+                f"explain.dynamics needs a network learner ({nets}), since only they train by epochs; "
+                f"{origins['learner']} is {cell['learner']!r}"
+            )
+        if ex.influence_k is not None and kind != "torch" and len(info.classes) != 2:
+            raise SweepError(
+                f"explain.influence_k needs a binary problem with learner {cell['learner']!r} "
+                f"(networks: any number of classes); got {len(info.classes)} classes"
+            )

@@ -143,7 +143,7 @@ def test_forbidden_statement_is_refused_and_writes_nothing(paths, template, need
             lambda df: df["gamma"].tolist() == [0.01, 0.1],
         ),
         ("DESCRIBE trials", lambda df: "asr" in df["column_name"].tolist()),
-        ("SHOW TABLES", lambda df: sorted(df["name"]) == ["curves", "trials"]),
+        ("SHOW TABLES", lambda df: sorted(df["name"]) == ["curves", "dynamics", "trials"]),
         ("SELECT * FROM range(3) -- ; COPY trials TO 'x'", lambda df: len(df) == 3),
         ("SELECT * FROM memory.main.trials LIMIT 2;", lambda df: len(df) == 2),
     ],

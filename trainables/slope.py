@@ -179,40 +179,62 @@ def _solve_spd(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     return np.linalg.solve(c.T, np.linalg.solve(c, g))
 
 
-def _ridge(learner, pb: Problem) -> Slope:
-    alpha = float(learner.model_.alpha)
-    w = np.append(learner.weight_vector(), float(np.ravel(learner.model_.intercept_)[0]))
-    Xc, Xp, Xb = _with_one(pb.Xc), _with_one(pb.Xp), _with_one(pb.X_bt)
-    D = np.eye(len(w))
+# -- the smooth objectives (ridge, logistic): also the influence functions' Hessian --------
+def parameters(learner) -> np.ndarray:
+    """θ = (w, b) of a fitted binary linear model."""
+    return np.append(learner.weight_vector(), float(np.ravel(learner.model_.intercept_)[0]))
+
+
+def loss_weight(learner) -> float:
+    """The factor of one sample's loss in the estimator's objective: 1 for ridge, C for logistic."""
+    return 1.0 if learner.loss == "squared" else float(learner.model_.C)
+
+
+def dloss_dmargin(learner, m: np.ndarray) -> np.ndarray:
+    """ℓ'(m) on the binary margin m = y·f(x): squared −2(1 − m), logistic −σ(−m), hinge −1[m < 1]."""
+    m = np.asarray(m, dtype=np.float64)
+    if learner.loss == "squared":
+        return -2.0 * (1.0 - m)
+    if learner.loss == "logistic":
+        return -_sigmoid(-m)
+    if learner.loss == "hinge":
+        return -(m < 1.0).astype(np.float64)
+    raise ValueError(f"loss must be one of squared, logistic, hinge; got {learner.loss!r}")
+
+
+def loss_gradients(learner, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """∇_θ ℓ(xᵢ, yᵢ) per row of the flattened X (labels ±1): ℓ'(mᵢ)·yᵢ·(xᵢ, 1)."""
+    Xt = _with_one(X)
+    m = y * (Xt @ parameters(learner))
+    return (dloss_dmargin(learner, m) * y)[:, None] * Xt
+
+
+def objective_hessian(learner, X: np.ndarray) -> np.ndarray:
+    """Hessian in θ = (w, b) of the estimator's objective over the rows X (weight 1 each).
+
+    Ridge: 2·(X̃ᵀX̃ + α·D); logistic: C·X̃ᵀ diag(p(1 − p)) X̃ + D; D = I without the intercept.
+    """
+    Xt = _with_one(X)
+    D = np.eye(Xt.shape[1])
     D[-1, -1] = 0.0  # the intercept is not penalised
-    H = 2.0 * (Xc.T @ Xc + alpha * D)
-    g_poison = -2.0 * Xp.T @ (pb.yp - Xp @ w)
-    dw = _solve_spd(H, -g_poison)
+    if learner.loss == "squared":
+        return 2.0 * (Xt.T @ Xt + float(learner.model_.alpha) * D)
+    p = _sigmoid(Xt @ parameters(learner))
+    return float(learner.model_.C) * (Xt.T * (p * (1.0 - p))) @ Xt + D
+
+
+def _smooth(learner, pb: Problem) -> Slope:
+    """Ridge and logistic: dθ/dβ = −H⁻¹·c·Σ_p ∇ℓ_p, c = ``loss_weight``, H of the clean objective."""
+    g_poison = loss_weight(learner) * loss_gradients(learner, pb.Xp, pb.yp).sum(axis=0)
+    dw = _solve_spd(objective_hessian(learner, pb.Xc), -g_poison)
     if dw is None:
-        return Slope.undefined("ridge Hessian at β=0 is singular to working precision")
-    g_bt = -2.0 * Xb.T @ (pb.y_bt - Xb @ w) / len(Xb)
+        return Slope.undefined(f"{learner.name} Hessian at β=0 is singular to working precision")
+    g_bt = loss_gradients(learner, pb.X_bt, pb.y_bt).mean(axis=0)
     return Slope.of(float(g_bt @ dw))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _logistic(learner, pb: Problem) -> Slope:
-    C = float(learner.model_.C)
-    w = np.append(learner.weight_vector(), float(np.ravel(learner.model_.intercept_)[0]))
-    Xc, Xp, Xb = _with_one(pb.Xc), _with_one(pb.Xp), _with_one(pb.X_bt)
-    pc = _sigmoid(Xc @ w)
-    D = np.eye(len(w))
-    D[-1, -1] = 0.0
-    H = C * (Xc.T * (pc * (1.0 - pc))) @ Xc + D
-    # d/dθ log(1 + e^{−y f}) = −y·σ(−y f)·x̃
-    g_poison = C * Xp.T @ (-pb.yp * _sigmoid(-pb.yp * (Xp @ w)))
-    dw = _solve_spd(H, -g_poison)
-    if dw is None:
-        return Slope.undefined("logistic Hessian at β=0 is singular to working precision")
-    g_bt = Xb.T @ (-pb.y_bt * _sigmoid(-pb.y_bt * (Xb @ w))) / len(Xb)
-    return Slope.of(float(g_bt @ dw))
 
 
 def margin_support_vectors(learner) -> np.ndarray:
@@ -244,23 +266,38 @@ def _svm(learner, pb: Problem) -> Slope:
         return Slope.of(0.0, "every TS+BT sample is beyond the margin: the hinge loss is flat")
     Xs, ys = pb.Xc[S], pb.yc[S]
     Xe, ye = pb.Xp[enter], pb.yp[enter]
+    # every entering poison's dual variable grows at da_p/dβ = C: one forcing column
+    df = kkt_response(learner, Xs, ys, Xe, ye, np.full((len(ye), 1), C), pb.X_bt[active])
+    if df is None:
+        return Slope.undefined(
+            f"the KKT system on the {len(ys)} margin support vectors is inconsistent"
+        )
+    return Slope.of(float(np.sum(-pb.y_bt[active] * df[:, 0]) / len(pb.X_bt)), note)
+
+
+def kkt_response(learner, Xs, ys, Xf, yf, W, X_eval) -> np.ndarray | None:
+    """df(X_eval) when the dual variables of the forcing points F move, the SVM staying optimal.
+
+    Column j of ``W`` (|F| × m) gives da_F; the margin support vectors S (``Xs``, labels ``ys``)
+    re-solve to keep yᵢf(xᵢ) = 1 and the intercept keeps yᵀa = 0 — the dual KKT system of the
+    module docstring. Returns the (len(X_eval), m) changes of the decision function, or None when
+    the system is inconsistent. Shared by the slope (F = the entering poisons) and the influence
+    functions (F = one training point, `trainables.influence`).
+    """
     n = len(ys)
     A = np.zeros((n + 1, n + 1))
     A[:n, :n] = np.outer(ys, ys) * learner.kernel_matrix(Xs, Xs)
     A[:n, n] = ys
     A[n, :n] = ys
-    Ke = learner.kernel_matrix(np.vstack([Xs, pb.X_bt[active]]), Xe)  # K(S, E) and K(BT, E)
-    rhs = -C * np.append(ys * (Ke[:n] @ ye), ye.sum())
+    Kf = learner.kernel_matrix(np.vstack([Xs, X_eval]), Xf)  # K(S, F) and K(eval, F)
+    force = yf[:, None] * W  # signed dual changes yₚ·daₚ
+    rhs = -np.vstack([ys[:, None] * (Kf[:n] @ force), force.sum(axis=0, keepdims=True)])
     sol = _solve_kkt(A, rhs)
     if sol is None:
-        return Slope.undefined(f"the KKT system on the {n} margin support vectors is inconsistent")
+        return None
     da, db = sol[:n], sol[n]
-    if free.any():  # K(BT, S) is a block of the decision-value kernel
-        K_bs = Kd[len(pb.Xp) :][active][:, free]
-    else:
-        K_bs = learner.kernel_matrix(pb.X_bt[active], Xs)
-    df = K_bs @ (da * ys) + C * Ke[n:] @ ye + db
-    return Slope.of(float(np.sum(-pb.y_bt[active] * df) / len(pb.X_bt)), note)
+    K_es = learner.kernel_matrix(X_eval, Xs) if n else np.zeros((len(X_eval), 0))
+    return K_es @ (da * ys[:, None]) + Kf[n:] @ force + db[None, :]
 
 
 def _intercept_at_0plus(learner, pb: Problem, support, coef, sv, g_p, C):
@@ -327,8 +364,8 @@ def _solve_kkt(A: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
 
 #: learner name -> analytic slope of its β = 0 model; adding one is one function and one line
 ANALYTIC: dict[str, Callable] = {
-    "ridge": _ridge,
-    "logistic": _logistic,
+    "ridge": _smooth,
+    "logistic": _smooth,
     "svm_linear": _svm,
     "svm_rbf": _svm,
 }

@@ -14,6 +14,8 @@ in ``fit`` (SCIENCE.md §5, §8; modules in `trainables.networks`, the loop in
 CPU by default, with torch threads = the CPUs Ray assigned to the trial; the GPU when Ray assigned
 the trial one and CUDA is available. Same seed, same threads, CPU: identical results. torch is
 imported on first use, so validating a spec or running scikit-learn sweeps does not pay for it.
+An observer set as the attribute ``on_epoch`` (not a hyperparameter: ``clone`` drops it) is called
+as ``on_epoch(learner, epoch)`` after every training epoch (`trainables.dynamics`).
 DP-SGD is not a learner hyperparameter in specs: the ``dp_sgd`` defence sets ``sampling``,
 ``dp_noise``, ``max_grad_norm`` and ``dp_delta`` (constructor arguments) and reads ``dp_epsilon_``.
 """
@@ -220,6 +222,15 @@ class TorchLearner(ClassifierMixin, BaseEstimator):
         from trainables.torch_training import Trainer
 
         trainer = Trainer(self.model_, self._config(), self.device_)
+        hook = getattr(self, "on_epoch", None)  # an observer, e.g. trainables.dynamics
+        if hook is not None:
+            inner = kwargs.get("after_epoch")
+
+            def after_epoch(epoch: int) -> bool:
+                hook(self, epoch)
+                return bool(inner(epoch)) if inner is not None else False
+
+            kwargs["after_epoch"] = after_epoch
         self.epochs_trained_ = trainer.run(Xt, yt, weights, **kwargs)
         self.dp_epsilon_ = trainer.epsilon(self.dp_delta)
         self.per_sample_clipping_ = trainer.engine is not None  # Opacus was engaged

@@ -16,17 +16,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainables.datasets import Dataset
-from trainables.defences import BackdoorTest, make_defence
+from trainables.defences import BackdoorTest, Defence, make_defence
 from trainables.learners import make_learner
 from trainables.metrics import ASR_DEFINITION, attack_metrics
-from trainables.poisoning import make_poisoning
-from trainables.triggers import make_trigger
+from trainables.poisoning import Poisoned, make_poisoning
+from trainables.triggers import Trigger, make_trigger
 
 
 @dataclass
 class UnitResult:
     row: dict
     curves: list[dict] = field(default_factory=list)
+    #: per-epoch losses of networks when the spec asks (trainables/dynamics.py)
+    dynamics: list[dict] = field(default_factory=list)
 
 
 def seed_sequence(seed: int, *parts: str) -> np.random.Generator:
@@ -35,8 +37,29 @@ def seed_sequence(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), *tags])
 
 
-def run_unit(config: dict, data: Dataset) -> UnitResult:
-    """Poison, fit and measure one (configuration, seed). Returns the store row and curve rows."""
+@dataclass
+class Unit:
+    """One result before training: the poisoned set, the unfitted learner and its defence, TS+BT."""
+
+    seed: int
+    target: int
+    trigger: Trigger
+    poisoned: Poisoned
+    learner: object
+    defence: Defence
+    X_bt: np.ndarray
+    test: BackdoorTest
+
+    def train(self, data: Dataset) -> dict:
+        """Fit the learner in place through the defence; returns the defence's columns."""
+        return self.defence.train(
+            self.learner, self.poisoned, data, seed_sequence(self.seed, "defence"), self.test
+        )
+
+
+def prepare_unit(config: dict, data: Dataset) -> Unit:
+    """Everything of one (configuration, seed) that is seeded before training — what `run_unit`
+    trains, and what ``backdoor-sweep explain`` rebuilds exactly."""
     seed = int(config["seed"])
     target = data.class_index(config["target"])
     trigger = make_trigger(config).fit(data.X_train, seed_sequence(seed, "trigger"))
@@ -49,8 +72,20 @@ def run_unit(config: dict, data: Dataset) -> UnitResult:
     defence = make_defence(config)
     X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
     test = BackdoorTest(data.X_test, data.y_test, X_bt, target)  # a defence may measure mid-way
+    return Unit(seed, target, trigger, poisoned, learner, defence, X_bt, test)
+
+
+def run_unit(config: dict, data: Dataset) -> UnitResult:
+    """Poison, fit and measure one (configuration, seed). Returns the store row and curve rows."""
+    unit = prepare_unit(config, data)
+    poisoned, learner, X_bt, target = unit.poisoned, unit.learner, unit.X_bt, unit.target
+    recorder = None
+    if config.get("dynamics"):  # per-epoch losses of networks (trainables/dynamics.py)
+        from trainables.dynamics import watch_dynamics
+
+        recorder = watch_dynamics(config, learner, poisoned, data)
     t0 = time.perf_counter()
-    defence_info = defence.train(learner, poisoned, data, seed_sequence(seed, "defence"), test)
+    defence_info = unit.train(data)
     fit_seconds = time.perf_counter() - t0
 
     pred_clean = learner.predict(data.X_test)
@@ -65,12 +100,17 @@ def run_unit(config: dict, data: Dataset) -> UnitResult:
         **poisoned.info,
         **defence_info,
     }
+    result = UnitResult(row=row, dynamics=recorder.rows if recorder is not None else [])
+    if config.get("influence_k"):  # influential_poison_frac (trainables/influence.py)
+        from trainables.influence import influence_for_unit
+
+        row.update(influence_for_unit(config, learner, poisoned, data, X_bt, target))
     if config.get("curves"):  # backdoor learning curve, slopes, ρ and ν (trainables/curves.py)
         from trainables.curves import curve_for_unit
 
-        summary, curve_rows = curve_for_unit(config, poisoned, data, X_bt, target)
-        return UnitResult(row={**row, **summary}, curves=curve_rows)
-    return UnitResult(row=row)
+        summary, result.curves = curve_for_unit(config, poisoned, data, X_bt, target)
+        row.update(summary)
+    return result
 
 
 def tune_trial(config: dict, data: Dataset) -> None:
@@ -98,6 +138,7 @@ def tune_trial(config: dict, data: Dataset) -> None:
                     "result_id": unit["result_id"],
                     "row": res.row,
                     "curves": res.curves,
+                    "dynamics": res.dynamics,
                     "started_at": t0,
                     "finished_at": time.time(),
                 }

@@ -1,0 +1,315 @@
+"""Explain one stored result (issue 8): rebuild its models exactly, then compute what to show.
+
+``rebuild`` takes a row of the trials table, finds its configuration in the plan of the sweep's
+spec (``sweep.json``), reloads the dataset and re-runs the result through
+`trainables.trial.prepare_unit` and the result's defence — the same seeded code path as the sweep,
+so the rebuilt model reproduces the stored metrics (checked and shown). Beside it, the clean
+model: the same learner fitted at β = 0 (clean rows only, no defence, as the learning curves do).
+
+``explain_info`` then returns plain data (computed first, drawn second — `analysis.explain_page`):
+input-gradient maps of both models on one clean test sample and on its triggered version, the
+share of each map on the trigger's pixels, the k most influential training samples of both test
+inputs for the poisoned model (`trainables.influence`), the result's ``influential_poison_frac``,
+and, for networks, the training dynamics recorded while rebuilding (`trainables.dynamics`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sweep.errors import SweepError
+from sweep.store import Store
+from trainables.datasets import Dataset
+
+#: the explanation's sample of triggered test inputs for influential_poison_frac (as in sweeps)
+DEFAULT_INFLUENCE_SAMPLES = 100
+
+
+@dataclass
+class Rebuilt:
+    """One result rebuilt: its configuration, data, prepared unit and both fitted models."""
+
+    sweep: str
+    row: dict
+    config: dict
+    data: Dataset
+    unit: object  # trainables.trial.Unit, its learner fitted through the defence
+    clean: object  # the learner fitted at β = 0
+    dynamics: list[dict] = field(default_factory=list)
+    reproduced: dict = field(default_factory=dict)  # metric -> (stored, rebuilt)
+    axes: list[str] = field(default_factory=list)  # the sweep's grid axes (for titles)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+        except (TypeError, ValueError):
+            return False
+    return a == b or str(a) == str(b)
+
+
+def find_unit(spec, row: dict) -> dict:
+    """The plan's configuration of ``row``: by result id, else the unit whose grid axes, seed and
+    every other value the row records are equal (a store written by other means)."""
+    from sweep.plan import plan_trials
+
+    units = [u for p in plan_trials(spec) for u in p.units]
+    for u in units:
+        if u["result_id"] == row.get("result_id"):
+            return u
+    needed = [*spec.grid, "seed"]
+    if all(k in row for k in needed):
+        for u in units:
+            keys = [k for k in u if k in row and k not in ("result_id", "curves")]
+            if all(_same(row[k], u[k]) for k in keys):
+                return u
+    raise SweepError(
+        f"result {row.get('result_id')!r} is not in the plan of the spec of sweep {spec.name!r}, "
+        "so it cannot be rebuilt"
+    )
+
+
+def pick_rows(df: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """Successful rows of one seed: ``seed`` if given, else the first seed of the matched rows."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if ok.empty:
+        return ok
+    s = min(ok["seed"]) if seed is None else seed
+    return ok[ok["seed"] == s]
+
+
+def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
+    """Re-run the result of ``row`` (poisoning, defence, fit) and fit its β = 0 model."""
+    from threadpoolctl import threadpool_limits
+
+    from sweep.spec import parse_spec
+    from trainables.datasets import load_dataset
+    from trainables.dynamics import watch_dynamics
+    from trainables.learners import make_learner
+    from trainables.trial import prepare_unit
+
+    meta = store.read_meta(sweep)
+    spec = parse_spec(meta["spec"], source=f"{store.sweep_dir(sweep)}/sweep.json")
+    config = find_unit(spec, row)
+    data = load_dataset(spec.dataset)
+    cpus = max(1, int(spec.execution.cpus_per_trial))  # the sweep's threads: identical networks
+    with threadpool_limits(limits=cpus):
+        _torch_threads(config, cpus)
+        unit = prepare_unit(config, data)
+        recorder = watch_dynamics(config, unit.learner, unit.poisoned, data)
+        unit.train(data)
+        p = unit.poisoned
+        clean = make_learner(config, random_state=unit.seed).fit_beta(p.X, p.y, p.is_poison, 0.0)
+    from trainables.metrics import attack_metrics
+
+    now = attack_metrics(
+        data.y_test, unit.learner.predict(data.X_test), unit.learner.predict(unit.X_bt), unit.target
+    )
+    reproduced = {m: (row.get(m), now[m]) for m in ("clean_acc", "asr") if m in row}
+    return Rebuilt(
+        sweep,
+        row,
+        config,
+        data,
+        unit,
+        clean,
+        recorder.rows if recorder else [],
+        reproduced,
+        list(spec.grid),
+    )
+
+
+def _torch_threads(config: dict, cpus: int) -> None:
+    from trainables.learners import LEARNERS
+
+    if getattr(LEARNERS.get(config["learner"]), "kind", "") == "torch":
+        import torch
+
+        torch.set_num_threads(cpus)
+
+
+# -- what to show ----------------------------------------------------------------------------
+@dataclass
+class Influential:
+    """The top-k training samples of one test input: rows, effects, poisoned flags, images, labels."""
+
+    title: str
+    rows: np.ndarray
+    effects: np.ndarray
+    is_poison: np.ndarray
+    images: np.ndarray
+    labels: list[str]
+
+
+@dataclass
+class ExplainInfo:
+    """Plain data of one explanation (see the module docstring)."""
+
+    title: str
+    facts: list[tuple[str, str]]
+    inputs: dict[str, np.ndarray]  # "clean", "triggered" -> image
+    maps: dict[tuple[str, str], np.ndarray]  # (model, input) -> |∇| map (H, W)
+    shares: dict[tuple[str, str], float]  # (model, input) -> share of the map on the trigger
+    trigger_mask: np.ndarray
+    influential: list[Influential]
+    influential_poison_frac: float
+    k: int
+    dynamics: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def default_sample(data: Dataset, target: int) -> int:
+    """The first test sample whose label is not the target (so its triggered version is an attack)."""
+    rows = np.flatnonzero(np.asarray(data.y_test) != target)
+    return int(rows[0]) if len(rows) else 0
+
+
+def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> ExplainInfo:
+    """Gradient maps, top-k influential training samples and dynamics of a rebuilt result."""
+    from trainables.gradients import gradient_map, input_gradient, trigger_share
+    from trainables.influence import influence_for_unit, influence_model, removal_effects, top_k
+
+    data, unit = rb.data, rb.unit
+    n_test = len(data.y_test)
+    if k < 1:
+        raise SweepError(f"--k must be at least 1; got {k}")
+    i = default_sample(data, unit.target) if sample is None else int(sample)
+    if not 0 <= i < n_test:
+        raise SweepError(f"--sample must be a test sample index in [0, {n_test}); got {sample}")
+    inputs = {"clean": data.X_test[i], "triggered": unit.X_bt[i]}
+    mask = unit.trigger.mask()
+    notes: list[str] = []
+    maps, shares = {}, {}
+    X = np.stack([inputs["clean"], inputs["triggered"]])
+    for model_name, model in (("clean model (β = 0)", rb.clean), ("poisoned model", unit.learner)):
+        try:
+            grads = input_gradient(model, X, target=unit.target)
+        except ValueError as err:
+            notes.append(f"no gradient map of the {model_name}: {err}")
+            continue
+        for j, m in enumerate(gradient_map(grads)):
+            key = (model_name, ("clean", "triggered")[j])
+            maps[key] = m
+            shares[key] = float(trigger_share(m[None], mask)[0])
+
+    p = unit.poisoned
+    true_label = data.y_test[i]
+    names = [str(c) for c in data.classes]
+    influential: list[Influential] = []
+    try:
+        model = influence_model(rb.config, unit.learner, p)
+        probe = np.stack([inputs["triggered"], inputs["clean"]])
+        inf = removal_effects(model, p.X, p.y, probe, np.array([unit.target, true_label]))
+    except ValueError as err:
+        inf = None
+        notes.append(f"no influence: {err}")
+    if inf is not None:
+        notes.append(f"influence: {inf.method}" + (f"; {inf.note}" if inf.note else ""))
+        scored = (names[unit.target], names[true_label])
+        for t, what in enumerate(("triggered", "clean")):
+            top = top_k(inf.effects[t], k)
+            influential.append(
+                Influential(
+                    f"{what} test sample {i}, scored as {scored[t]!r}",
+                    top,
+                    inf.effects[t][top],
+                    p.is_poison[top],
+                    p.X[top],
+                    [names[c] for c in p.y[top]],
+                )
+            )
+    cfg = {**rb.config, "influence_k": k}
+    cfg.setdefault("influence_samples", DEFAULT_INFLUENCE_SAMPLES)
+    frac = (
+        influence_for_unit(cfg, unit.learner, p, data, unit.X_bt, unit.target)
+        if inf is not None
+        else {"influential_poison_frac": float("nan")}
+    )
+    for metric, (stored, now) in rb.reproduced.items():
+        if stored is not None and not np.isclose(float(stored), float(now), atol=1e-9):
+            notes.append(f"the rebuilt model's {metric} is {now:.4f}; the store says {stored:.4f}")
+    return ExplainInfo(
+        title=_title(rb),
+        facts=_facts(rb, i, true_label, names, frac["influential_poison_frac"], k, cfg),
+        inputs=inputs,
+        maps=maps,
+        shares=shares,
+        trigger_mask=mask,
+        influential=influential,
+        influential_poison_frac=frac["influential_poison_frac"],
+        k=k,
+        dynamics=rb.dynamics,
+        notes=notes,
+    )
+
+
+def configuration_text(config: dict, keys: list[str]) -> str:
+    """``key=value`` pairs of ``config`` for ``keys``, floats with %g."""
+    return ", ".join(
+        f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+        for k in keys
+        if k in config
+    )
+
+
+def _title(rb: Rebuilt) -> str:
+    return (
+        f"{rb.sweep}: {rb.config['learner']} {configuration_text(rb.config, rb.axes)}, "
+        f"seed {rb.config['seed']}"
+    )
+
+
+def _facts(rb: Rebuilt, i, true_label, names, frac, k, cfg) -> list[tuple[str, str]]:
+    p = rb.unit.poisoned
+    out = [
+        ("result", str(rb.config["result_id"])),
+        ("training set", f"{len(p.y)} samples, {p.n_poison} poisoned"),
+        (
+            "test sample",
+            f"#{i}, true label {names[true_label]!r}; target {names[rb.unit.target]!r}",
+        ),
+    ]
+    for metric, (stored, now) in rb.reproduced.items():
+        out.append(
+            (
+                metric,
+                f"{now:.3f} (rebuilt; stored {stored:.3f})" if stored is not None else f"{now:.3f}",
+            )
+        )
+    out.append(
+        (
+            "influential_poison_frac",
+            f"{frac:.3f}: share of poisoned samples among the top-{k} of the first "
+            f"{cfg['influence_samples']} triggered non-target test samples "
+            f"(the training set is {p.n_poison / max(len(p.y), 1):.1%} poisoned)",
+        )
+    )
+    return out
+
+
+def representative_rows(df: pd.DataFrame, choice: dict) -> pd.DataFrame:
+    """Rows of configuration ``choice`` under the strongest attack swept, first seed.
+
+    The strongest attack: the setting of the attack axes with the highest mean ASR over the whole
+    sweep (rows with poison only), so the recommended and the most vulnerable configuration are
+    explained under the same attack.
+    """
+    from analysis.select import attack_axes
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if "n_poison" in ok:
+        ok = ok[ok["n_poison"] > 0]
+    rows = ok
+    for a, v in choice.items():
+        rows = rows[rows[a] == v]
+    axes = attack_axes(df)
+    if axes and not rows.empty and "asr" in ok:
+        strongest = ok.groupby(axes, dropna=False)["asr"].mean().idxmax()
+        strongest = strongest if isinstance(strongest, tuple) else (strongest,)
+        for a, v in zip(axes, strongest, strict=True):
+            rows = rows[rows[a] == v]
+    return pick_rows(rows)
