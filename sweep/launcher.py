@@ -1,9 +1,14 @@
 """Launch a sweep on Ray Tune and write its results to the store as trials finish.
 
 ``Tuner`` + ``TuneConfig(reuse_actors=True)`` + ``RunConfig``; the dataset reaches the workers once
-through ``tune.with_parameters``; each trial reports one result at a time with ``tune.report``. The
-driver owns the store: a Tune callback buffers a trial's rows and writes them as one atomic part
-file when the trial ends — rows with ``status = "error"`` and the error text if it failed for good.
+through ``tune.with_parameters``; each trial reports its finished results in batches with
+``tune.report``. The driver owns the store: a Tune callback buffers a trial's rows and writes them
+as one atomic part file when the trial ends — rows with ``status = "error"`` and the error text if
+it failed for good (after ``execution.max_failures`` retries: a raising trial, or a node that died).
+
+Nothing is lost or written twice: a part file appears only for a finished trial, so a driver killed
+mid-sweep leaves whole trials or nothing, ``resume`` runs exactly the trials without a part, and a
+retried trial's results are keyed by result id. The run holds the sweep's lock (`Store.lock`).
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -67,6 +74,8 @@ class SweepOutcome:
     n_skipped: int
     wall_seconds: float
     store: Store
+    #: every trial of the plan has its part file (False after an interrupted run)
+    complete: bool = True
 
 
 @dataclass
@@ -74,45 +83,70 @@ class _Buffer:
     plan: TrialPlan
     rows: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)
+    dynamics: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def _row(sweep: str, trial_id: str, unit: dict, versions: dict, **values: Any) -> dict:
     config = {k: v for k, v in unit.items() if k not in ("curves", "result_id")}
-    return {"sweep": sweep, "trial_id": trial_id, "result_id": unit["result_id"], **config, **values, **versions}
+    return {
+        "sweep": sweep,
+        "trial_id": trial_id,
+        "result_id": unit["result_id"],
+        **config,
+        **values,
+        **versions,
+    }
 
 
 class StoreWriter:
     """Tune callback (see `_make_callback`): collect reported results and write part files."""
 
-    def __init__(self, spec: Spec, store: Store, plans: list[TrialPlan], progress: Progress) -> None:
+    def __init__(
+        self, spec: Spec, store: Store, plans: list[TrialPlan], progress: Progress
+    ) -> None:
         self.spec, self.store, self.progress = spec, store, progress
         self.buffers = {p.trial_id: _Buffer(p) for p in plans}
+        self.units = {p.trial_id: {u["result_id"]: u for u in p.units} for p in plans}
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
 
-    def result(self, trial_id: str, result: dict) -> None:
+    def result(self, trial_id: str, report: dict) -> None:
+        """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
         buf = self.buffers[trial_id]
-        key = result["result_id"]
-        unit = next(u for u in buf.plan.units if u["result_id"] == key)
-        fresh = key not in buf.rows
-        buf.rows[key] = _row(
-            self.spec.name,
-            trial_id,
-            unit,
-            self.versions,
-            **result["row"],
-            status="ok",
-            error="",
-            node_id=result.get("node_id", ""),
-            started_at=datetime.fromtimestamp(result["started_at"], timezone.utc),
-            finished_at=datetime.fromtimestamp(result["finished_at"], timezone.utc),
-        )
-        buf.curves[key] = [
-            {"sweep": self.spec.name, "trial_id": trial_id, "result_id": key, **c} for c in result.get("curves", [])
-        ]
+        fresh = 0
+        for res in report["results"]:
+            key = res["result_id"]
+            fresh += key not in buf.rows
+            buf.rows[key] = _row(
+                self.spec.name,
+                trial_id,
+                self.units[trial_id][key],
+                self.versions,
+                **res["row"],
+                status="ok",
+                error="",
+                node_id=report.get("node_id", ""),
+                started_at=datetime.fromtimestamp(res["started_at"], timezone.utc),
+                finished_at=datetime.fromtimestamp(res["finished_at"], timezone.utc),
+            )
+            for table in ("curves", "dynamics"):
+                getattr(buf, table)[key] = [
+                    {"sweep": self.spec.name, "trial_id": trial_id, "result_id": key, **c}
+                    for c in res.get(table, [])
+                ]
         if fresh:
-            self.progress.advance(1)
+            self.progress.advance(fresh)
+
+    def retry(self, trial_id: str, failures: int, error: str) -> None:
+        """Say that a trial failed and Tune runs it again (up to ``execution.max_failures``)."""
+        first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        print(
+            f"trial {trial_id} failed ({failures} of at most {self.spec.execution.max_failures} "
+            f"retries), running it again: {first[:300]}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def complete(self, trial_id: str, error: str | None = None) -> None:
         buf = self.buffers[trial_id]
@@ -124,21 +158,29 @@ class StoreWriter:
             else:
                 rows.append(
                     _row(
-                        self.spec.name, trial_id, unit, self.versions,
-                        status="error", error=(error or "trial ended without reporting this result")[-2000:],
-                        node_id="", started_at=stamp, finished_at=stamp,
+                        self.spec.name,
+                        trial_id,
+                        unit,
+                        self.versions,
+                        status="error",
+                        error=(error or "trial ended without reporting this result")[-2000:],
+                        node_id="",
+                        started_at=stamp,
+                        finished_at=stamp,
                     )
                 )
                 self.progress.advance(1)
-        curve_rows = [c for u in buf.plan.units for c in buf.curves.get(u["result_id"], [])]
-        if curve_rows:
-            self.store.write_part(self.spec.name, "curves", trial_id, curve_rows)
+        for table in ("curves", "dynamics"):  # before the trials part, which marks the trial done
+            extra = [c for u in buf.plan.units for c in getattr(buf, table).get(u["result_id"], [])]
+            if extra:
+                self.store.write_part(self.spec.name, table, trial_id, extra)
         self.store.write_part(self.spec.name, "trials", trial_id, rows)
         ok = sum(r["status"] == "ok" for r in rows)
         self.n_ok += ok
         self.n_error += len(rows) - ok
         buf.rows.clear()
         buf.curves.clear()
+        buf.dynamics.clear()
 
 
 def _make_callback(writer: StoreWriter):
@@ -157,6 +199,9 @@ def _make_callback(writer: StoreWriter):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.writer.result(trial.config["trial"]["trial_id"], result)
+            # the rows are in the writer now; Tune would keep them as the trial's last result
+            # and JSON-encode them into every experiment checkpoint (callbacks may edit it)
+            result.pop("results", None)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.writer.complete(trial.config["trial"]["trial_id"])
@@ -164,25 +209,51 @@ def _make_callback(writer: StoreWriter):
         def on_trial_error(self, iteration, trials, trial, **info):
             self.writer.complete(trial.config["trial"]["trial_id"], error=_trial_error_text(trial))
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            tid = trial.config["trial"]["trial_id"]
+            self.writer.retry(tid, trial.num_failures, _trial_error_text(trial))
+
     return _Cb(writer)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the remote traceback's first line
+
+
 def _trial_error_text(trial) -> str:
-    try:
-        err = trial.get_error()
-        if err is not None:
-            return f"{type(err).__name__}: {err}"
-    except Exception:
-        pass
+    """The trial's latest failure: the remote traceback, ending in ``Type: message``.
+
+    Read from the trial's local files: Tune's ``get_*error`` read the copy in the experiment's
+    storage, which is synced later and still holds an earlier failure when a retry fails.
+    """
+    from ray import cloudpickle
+
+    pickled = getattr(trial, "pickled_error_file", None)
+    if pickled and os.path.exists(pickled):
+        try:
+            with open(pickled, "rb") as fh:
+                err = cloudpickle.load(fh)
+            return _ANSI.sub("", str(err)).strip() or type(err).__name__
+        except Exception:  # an exception that does not unpickle on the driver
+            pass
     path = getattr(trial, "error_file", None)
     if path and os.path.exists(path):
-        with open(path) as fh:
-            return fh.read()
+        with open(path) as fh:  # every failure so far, each after a "Failure # n" line
+            return fh.read().rsplit("Failure # ", 1)[-1].split("\n", 1)[-1].strip()
     return "trial failed"
 
 
-def init_ray(address: str | None) -> bool:
-    """Connect to a cluster (``auto`` or HOST:PORT) or start Ray in-process. True if we started it."""
+TOKEN_HINT = (
+    "a cluster with token authentication needs RAY_AUTH_MODE=token and its token in "
+    "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to a cluster (``auto`` or HOST:PORT) or start Ray in-process. True if we started it.
+
+    Connecting to HOST:PORT turns token authentication on when a token is at hand and
+    ``RAY_AUTH_MODE`` is unset — what Ray itself does for ``auto`` but not for an explicit address.
+    """
     import ray
 
     if ray.is_initialized():
@@ -190,13 +261,35 @@ def init_ray(address: str | None) -> bool:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     if address:
         kwargs["address"] = address
+        _token_auth_if_available()
     else:
         kwargs["include_dashboard"] = False
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
     try:
         ray.init(**kwargs)
     except ConnectionError as err:
-        raise SweepError(f"--address must reach a running Ray cluster; got {address!r} ({err})") from None
+        raise SweepError(
+            f"--address must reach a running Ray cluster that accepts this client; got {address!r} "
+            f"({err}; {TOKEN_HINT})"
+        ) from None
+    except Exception as err:
+        from ray.exceptions import AuthenticationError
+
+        if isinstance(err, AuthenticationError):
+            raise SweepError(f"--address {address!r} refused this client: {TOKEN_HINT}") from None
+        raise
     return True
+
+
+def _token_auth_if_available() -> None:
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def run_sweep(
@@ -206,10 +299,35 @@ def run_sweep(
     resume: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
+    num_cpus: int | None = None,
+    trial_fn: Callable[[dict, Any], None] | None = None,
 ) -> SweepOutcome:
-    """Run every result of ``spec`` not yet in its store; return counts and the wall time."""
+    """Run every result of ``spec`` not yet in its store; return counts and the wall time.
+
+    ``num_cpus`` caps an in-process Ray (ignored with ``address``). ``trial_fn(config, data)`` is
+    what each Tune trial runs (default `trainables.trial.tune_trial`); tests wrap it to inject
+    faults. It must be importable by the workers or pickled by value.
+    """
     store = Store(spec.store)
     t_start = time.perf_counter()
+    with store.lock(spec.name):
+        _check_existing(spec, store, resume=resume, overwrite=overwrite)
+        data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
+        plans = plan_trials(spec)
+        done = store.done_trials(spec.name) if store.exists(spec.name) else set()
+        # a refused cluster fails before the store is touched; a finished sweep needs no Ray
+        started = init_ray(address, num_cpus) if {p.trial_id for p in plans} - done else False
+        try:
+            return _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+
+
+def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) -> None:
+    """A stored sweep of this name is replaced, resumed with the same spec, or refused."""
     if store.exists(spec.name):
         if overwrite:
             store.delete_sweep(spec.name)
@@ -225,8 +343,9 @@ def run_sweep(
                 f"sweep {spec.name!r} already exists in {store.root}; "
                 "pass --resume to finish it or --overwrite to replace it"
             )
-    data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
-    plans = plan_trials(spec)
+
+
+def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
@@ -249,31 +368,38 @@ def run_sweep(
 
     progress = Progress(total=sum(len(p.units) for p in todo), enabled=show_progress)
     writer = StoreWriter(spec, store, todo, progress)
-    if todo:
-        _fit(spec, data, todo, writer, address)
-    progress.close()
-    wall = time.perf_counter() - t_start
-    complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
-    store.update_meta(
-        spec.name,
-        status="finished" if complete else "incomplete",
-        finished_at=now_utc().isoformat(),
-        wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
-        versions=library_versions(),
+    try:
+        if todo:
+            _fit(spec, data, todo, writer, trial_fn)
+    finally:
+        progress.close()
+        wall = time.perf_counter() - t_start
+        complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
+        store.update_meta(
+            spec.name,
+            status="finished" if complete else "incomplete",
+            finished_at=now_utc().isoformat(),
+            wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
+            versions=library_versions(),
+        )
+    return SweepOutcome(
+        spec.name, spec.n_results, writer.n_ok, writer.n_error, n_skipped, wall, store, complete
     )
-    return SweepOutcome(spec.name, spec.n_results, writer.n_ok, writer.n_error, n_skipped, wall, store)
 
 
-def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, address: str | None) -> None:
+def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=None) -> None:
     from ray import tune
 
-    started = init_ray(address)
     cpus = spec.execution.cpus_per_trial
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable(), data=data),
+        # the units reach the workers once, through the object store, beside the data: a Tune
+        # config is deep-copied and JSON-saved over and over by the driver (BENCHMARKS.md)
+        tune.with_parameters(
+            _trainable(trial_fn), data=data, units={p.trial_id: p.units for p in todo}
+        ),
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
-    configs = [{"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "units": p.units} for p in todo]
+    configs = [{"trial_id": p.trial_id, "cpus": max(1, int(cpus))} for p in todo]
     scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
     try:
         tuner = tune.Tuner(
@@ -296,16 +422,14 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, address: 
         tuner.fit()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        if started:
-            import ray
-
-            ray.shutdown()
 
 
-def _trainable():
-    from trainables.trial import tune_trial
+def _trainable(trial_fn: Callable[[dict, Any], None] | None):
+    if trial_fn is None:
+        from trainables.trial import tune_trial as trial_fn
 
-    def backdoor_trial(config, data):
-        tune_trial(config["trial"], data)
+    def backdoor_trial(config, data, units):
+        trial = config["trial"]
+        trial_fn({**trial, "units": units[trial["trial_id"]]}, data)
 
     return backdoor_trial

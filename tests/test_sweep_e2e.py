@@ -46,7 +46,7 @@ def test_store_is_readable_by_pandas_pyarrow_and_duckdb(smoke_store):
     trials_dir = store.sweep_dir(spec.name) / "trials"
     assert len(pd.read_parquet(trials_dir)) == 16
     assert pads.dataset(trials_dir, format="parquet").count_rows() == 16
-    n = duckdb.sql(f"select count(*) from read_parquet('{trials_dir}/*.parquet')").fetchone()[0]
+    n = duckdb.sql(f"select count(*) from read_parquet('{trials_dir}/*.parquet')").fetchall()[0][0]
     assert n == 16
     out = run_query(store, "select C, gamma, avg(asr) as asr from trials where poison_rate = 0.05 group by all")
     assert len(out) == 4
