@@ -8,13 +8,35 @@ from scipy import stats
 
 #: metric columns a trial row may carry (others are configuration values)
 METRICS = {
-    "clean_acc", "backdoor_acc", "asr", "asr_excl_pred", "robust_acc", "n_poison", "n_train",
-    "n_test", "fit_seconds", "effective_poison_rate", "slope", "slope_fd", "slope_note",
-    "rho_final", "nu_final", "dp_epsilon", "asr_before_finetune", "clean_acc_before_finetune",
-    "filter_recall", "influential_poison_frac", "influence_note",
+    "clean_acc",
+    "backdoor_acc",
+    "asr",
+    "asr_excl_pred",
+    "robust_acc",
+    "n_poison",
+    "n_train",
+    "n_test",
+    "fit_seconds",
+    "effective_poison_rate",
+    "slope",
+    "slope_fd",
+    "slope_note",
+    "rho_final",
+    "nu_final",
+    "dp_epsilon",
+    "asr_before_finetune",
+    "clean_acc_before_finetune",
+    "filter_recall",
+    "influential_poison_frac",
+    "influence_note",
     # defences (trainables/defences.py)
-    "epochs_before_finetune", "n_poison_set", "n_clean_set", "finetune_val_acc",
-    "filter_precision", "filter_n_flagged", "n_trusted",
+    "epochs_before_finetune",
+    "n_poison_set",
+    "n_clean_set",
+    "finetune_val_acc",
+    "filter_precision",
+    "filter_n_flagged",
+    "n_trusted",
 }
 
 
@@ -25,7 +47,9 @@ def aggregate(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     out = g.agg(mean="mean", std="std", n="count").reset_index()
     half = np.where(
         out["n"] > 1,
-        stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1)) * out["std"] / np.sqrt(out["n"].clip(lower=1)),
+        stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
+        * out["std"]
+        / np.sqrt(out["n"].clip(lower=1)),
         np.nan,
     )
     out["ci_low"] = out["mean"] - half

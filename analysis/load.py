@@ -11,13 +11,25 @@ from sweep.store import Store
 
 #: columns that describe a result but are not configuration values
 NON_CONFIG = {
-    "sweep", "trial_id", "result_id", "seed", "status", "error", "node_id", "started_at",
-    "finished_at", "asr_definition",
+    "sweep",
+    "trial_id",
+    "result_id",
+    "seed",
+    "status",
+    "error",
+    "node_id",
+    "started_at",
+    "finished_at",
+    "asr_definition",
 }
 
 
-def load(store: str | Path | Store, sweep: str | None = None, where: str | None = None,
-         table: str = "trials") -> pd.DataFrame:
+def load(
+    store: str | Path | Store,
+    sweep: str | None = None,
+    where: str | None = None,
+    table: str = "trials",
+) -> pd.DataFrame:
     """Rows of ``table`` for one sweep (or all), optionally filtered by a pandas ``where`` query.
 
     ``where`` uses pandas' ``DataFrame.query`` syntax, e.g. ``"C in (0.01, 10) and gamma == 0.01"``.
@@ -27,7 +39,9 @@ def load(store: str | Path | Store, sweep: str | None = None, where: str | None 
         raise SweepError(f"store must be an existing folder; got {str(st.root)!r} (not found)")
     df = st.read_table(table, sweep)
     if df.empty:
-        raise SweepError(f"store {st.root} has no {table} rows" + (f" for sweep {sweep!r}" if sweep else ""))
+        raise SweepError(
+            f"store {st.root} has no {table} rows" + (f" for sweep {sweep!r}" if sweep else "")
+        )
     if where:
         df = filter_rows(df, where)
     return df
@@ -39,7 +53,9 @@ def filter_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
     try:
         return df.query(expr)
     except Exception as err:  # pandas raises many types for a bad expression
-        raise SweepError(f"--where must be a condition on the columns ({', '.join(map(str, df.columns[:12]))}…); got {where!r} ({err})") from None
+        raise SweepError(
+            f"--where must be a condition on the columns ({', '.join(map(str, df.columns[:12]))}…); got {where!r} ({err})"
+        ) from None
 
 
 def _sql_equals(expr: str) -> str:
@@ -55,6 +71,7 @@ def config_columns(df: pd.DataFrame, metrics: set[str] | None = None) -> list[st
 
     metrics = metrics or METRICS
     return [
-        c for c in df.columns
+        c
+        for c in df.columns
         if c not in NON_CONFIG and c not in metrics and not c.endswith("_version")
     ]

@@ -266,7 +266,9 @@ def _explanations(store: Store, name: str, df: pd.DataFrame, sels: dict) -> str:
         except (SweepError, ValueError, OSError) as err:
             parts.append(title + f'<p class="error">cannot rebuild it: {esc(err)}</p>')
             continue
-        parts.append(title + f'<p class="note">{esc(info.title)}</p>' + explain_block(info, compact=True))
+        parts.append(
+            title + f'<p class="note">{esc(info.title)}</p>' + explain_block(info, compact=True)
+        )
     note = (
         "each rebuilt from the spec under the attack with the highest mean ASR, first seed; "
         "`backdoor-sweep explain --where ...` shows more"

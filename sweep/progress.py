@@ -55,7 +55,11 @@ class Progress:
         elif self.done / self.total >= self._next_line or self.done == self.total:
             eta = self.eta_seconds()
             eta_txt = f"{eta:.0f}s" if eta is not None else "?"
-            print(f"progress: {self.done}/{self.total} results, ETA {eta_txt}", file=self.stream, flush=True)
+            print(
+                f"progress: {self.done}/{self.total} results, ETA {eta_txt}",
+                file=self.stream,
+                flush=True,
+            )
             while self._next_line <= self.done / self.total:
                 self._next_line += 0.1
 

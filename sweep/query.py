@@ -159,9 +159,7 @@ def _check_node(node: Any, tables: set[str]) -> None:
     elif kind == "SHOW_REF":
         name = str(node.get("table_name", ""))
         if name and name.lower() not in tables and name.lower() not in _SHOW_SPECIAL:
-            raise SweepError(
-                f"query may only DESCRIBE/SHOW the tables {_TABLE_LIST}; got {name!r}"
-            )
+            raise SweepError(f"query may only DESCRIBE/SHOW the tables {_TABLE_LIST}; got {name!r}")
     if (
         node.get("class") == "FUNCTION"
         and str(node.get("function_name", "")).lower() in DENIED_FUNCTIONS

@@ -215,7 +215,9 @@ def load_spec(path: str | Path | None = None) -> Spec:
 
 def parse_spec(raw: Any, source: str = "spec") -> Spec:
     if not isinstance(raw, dict):
-        raise SweepError(f"{source} must be a YAML mapping with name, learner, attack, grid…; got {type(raw).__name__}")
+        raise SweepError(
+            f"{source} must be a YAML mapping with name, learner, attack, grid…; got {type(raw).__name__}"
+        )
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as err:
@@ -259,7 +261,9 @@ def validate(spec: Spec) -> None:
     if spec.execution.inner_axes != "auto":
         for axis in spec.execution.inner_axes:
             if axis not in spec.grid:
-                raise SweepError(f"execution.inner_axes must name grid axes {sorted(spec.grid)}; got {axis!r}")
+                raise SweepError(
+                    f"execution.inner_axes must name grid axes {sorted(spec.grid)}; got {axis!r}"
+                )
     if spec.curves.enabled and spec.curves.betas is not None:
         betas = spec.curves.betas
         if not any(b > 0 for b in betas):
@@ -272,7 +276,9 @@ def validate(spec: Spec) -> None:
         origins[axis] = f"grid.{axis}"
     for key in base:
         if key not in known:
-            raise SweepError(f"{origins[key]} is not a known parameter; allowed: {', '.join(sorted(known))}")
+            raise SweepError(
+                f"{origins[key]} is not a known parameter; allowed: {', '.join(sorted(known))}"
+            )
 
     info = dataset_info(spec.dataset)  # checks dataset.classes; image_folder reads its folder
     classes, image_shape = info.classes, info.image_shape
@@ -295,13 +301,22 @@ def validate(spec: Spec) -> None:
                     raise SweepError(_with_origin(str(err), origins)) from None
         DEFENCES[cell["defence"]].check_cell(cell, origins)  # e.g. dp_sgd needs a network learner
         if info.position(cell["target"]) is None:
-            raise SweepError(f"{origins['target']} must be one of the classes {classes}; got {cell['target']!r}")
-        if "source" in POISONINGS[cell["poisoning"]].Params.model_fields and str(cell.get("source", "all")) != "all":
+            raise SweepError(
+                f"{origins['target']} must be one of the classes {classes}; got {cell['target']!r}"
+            )
+        if (
+            "source" in POISONINGS[cell["poisoning"]].Params.model_fields
+            and str(cell.get("source", "all")) != "all"
+        ):
             where, src = origins.get("source", "source"), str(cell["source"])
             if info.position(src) is None:
-                raise SweepError(f"{where} must be 'all' or one of the classes {classes}; got {src!r}")
+                raise SweepError(
+                    f"{where} must be 'all' or one of the classes {classes}; got {src!r}"
+                )
             if info.position(src) == info.position(cell["target"]):
-                raise SweepError(f"{where} must differ from the target class {cell['target']!r}; got {src!r}")
+                raise SweepError(
+                    f"{where} must differ from the target class {cell['target']!r}; got {src!r}"
+                )
     _check_explain(spec, info, origins)
     used.add("target")
     for key in list(base) + list(spec.grid):
@@ -313,7 +328,7 @@ def validate(spec: Spec) -> None:
 
 def _with_origin(message: str, origins: dict[str, str]) -> str:
     field = message.split(" ", 1)[0]
-    return origins[field] + message[len(field):] if field in origins else message
+    return origins[field] + message[len(field) :] if field in origins else message
 
 
 def _check_explain(spec: Spec, info, origins: dict[str, str]) -> None:
@@ -324,7 +339,9 @@ def _check_explain(spec: Spec, info, origins: dict[str, str]) -> None:
     for cell in spec.cells():
         kind = getattr(LEARNERS[cell["learner"]], "kind", "")
         if ex.dynamics and kind != "torch":
-            nets = ", ".join(sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch"))
+            nets = ", ".join(
+                sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch")
+            )
             raise SweepError(
                 f"explain.dynamics needs a network learner ({nets}), since only they train by epochs; "
                 f"{origins['learner']} is {cell['learner']!r}"

@@ -13,7 +13,9 @@ def print_summary(spec, outcome, stream=None) -> None:
 
     out = stream or sys.stdout
     axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
-    print(f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out)
+    print(
+        f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out
+    )
     print(
         f"  ran {outcome.n_ok + outcome.n_error} ({outcome.n_ok} ok, {outcome.n_error} error), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
@@ -26,7 +28,10 @@ def print_summary(spec, outcome, stream=None) -> None:
     except SweepError as err:
         print(f"  no robust choice: {err}", file=out)
         return
-    print(f"  robust choice (lowest ASR within 0.01 of the best clean accuracy): {sel.reason}", file=out)
+    print(
+        f"  robust choice (lowest ASR within 0.01 of the best clean accuracy): {sel.reason}",
+        file=out,
+    )
     if "slope" in df.columns and df["slope"].notna().any():
         print_slope_summary(df, list(spec.grid), out)
 
@@ -49,15 +54,23 @@ def print_slope_summary(df, axes: list[str], out) -> None:
         cols = ["slope", "asr", "clean_acc"]
         cells = (part.groupby(grid, dropna=False)[cols].mean() if grid else part[cols]).dropna()
         label = "all results" if rate is None else f"poison_rate={rate:g}"
-        accurate = cells[cells["clean_acc"] >= cells["clean_acc"].max() - 0.01] if len(cells) else cells
-        print(f"  Spearman(slope, ASR) at {label}: {_spearman(cells)} over the grid; "
-              f"{_spearman(accurate)} among the cells within 0.01 of the best clean accuracy", file=out)
+        accurate = (
+            cells[cells["clean_acc"] >= cells["clean_acc"].max() - 0.01] if len(cells) else cells
+        )
+        print(
+            f"  Spearman(slope, ASR) at {label}: {_spearman(cells)} over the grid; "
+            f"{_spearman(accurate)} among the cells within 0.01 of the best clean accuracy",
+            file=out,
+        )
     try:
         sel = select_robust(df, clean_tolerance=0.01, objective="slope")
     except SweepError as err:
         print(f"  no robust choice by slope: {err}", file=out)
         return
-    print(f"  robust choice by slope (lowest slope within 0.01 of the best clean accuracy): {sel.reason}", file=out)
+    print(
+        f"  robust choice by slope (lowest slope within 0.01 of the best clean accuracy): {sel.reason}",
+        file=out,
+    )
 
 
 def _spearman(cells) -> str:

@@ -76,8 +76,15 @@ def test_smoke_run_then_query_heatmap_select_ls(tmp_path, cli_env):
     again = cli("run", "--smoke", "--store", str(store), "--quiet", env=cli_env)
     assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
 
-    q = cli("query", "select C, gamma, avg(asr) as asr from trials group by all order by all",
-            "--store", str(store), "--format", "json", env=cli_env)
+    q = cli(
+        "query",
+        "select C, gamma, avg(asr) as asr from trials group by all order by all",
+        "--store",
+        str(store),
+        "--format",
+        "json",
+        env=cli_env,
+    )
     assert q.returncode == 0, q.stderr
     rows = json.loads(q.stdout)
     assert len(rows) == 4 and {"C", "gamma", "asr"} <= set(rows[0])

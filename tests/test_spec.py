@@ -51,16 +51,28 @@ def test_smoke_keeps_first_two_values_and_first_seed():
     "patch, expected",
     [
         ({"learner": {"name": "svm_cubic"}}, "learner.name must be one of"),
-        ({"attack": {"trigger": "laser", "poisoning": "dirty_label", "target": 1}}, "attack.trigger must be one of"),
+        (
+            {"attack": {"trigger": "laser", "poisoning": "dirty_label", "target": 1}},
+            "attack.trigger must be one of",
+        ),
         ({"grid": {"C": [1, -1]}}, "grid.C must be greater than 0; got -1"),
         ({"grid": {"gamma": [0]}}, "grid.gamma must be greater than 0; got 0"),
         ({"grid": {"poison_rate": [0.1, 1.5]}}, "grid.poison_rate must be less than 1; got 1.5"),
-        ({"grid": {"poison_rate": [-0.1]}}, "grid.poison_rate must be greater than or equal to 0; got -0.1"),
+        (
+            {"grid": {"poison_rate": [-0.1]}},
+            "grid.poison_rate must be greater than or equal to 0; got -0.1",
+        ),
         ({"grid": {"trigger_size": [3, 9]}}, "trigger_size must be at most the image side"),
         ({"grid": {"bogus": [1]}}, "grid axis must be one of"),
         ({"grid": {"C": []}}, "grid.C must list at least one value"),
-        ({"dataset": {"name": "digits", "classes": [7, 11]}}, "dataset.classes must be classes of the dataset"),
-        ({"attack": {"trigger": "patch", "poisoning": "dirty_label", "target": 3}}, "attack.target must be one of the classes [7, 1]; got 3"),
+        (
+            {"dataset": {"name": "digits", "classes": [7, 11]}},
+            "dataset.classes must be classes of the dataset",
+        ),
+        (
+            {"attack": {"trigger": "patch", "poisoning": "dirty_label", "target": 3}},
+            "attack.target must be one of the classes [7, 1]; got 3",
+        ),
         ({"seeds": []}, "seeds must list at least one seed"),
         ({"learner": {"name": "svm_rbf", "gama": 1}}, "learner.gama is not a known parameter"),
         ({"dataset": {"name": "imagenet"}}, "dataset.name must be one of"),
@@ -89,11 +101,13 @@ def test_gamma_for_a_linear_svm_is_refused():
 
 def test_malformed_yaml_names_the_line(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         name: x
         grid:
           C: [1, 2
-        """))
+        """)
+    )
     with pytest.raises(SweepError, match=r"not valid YAML at line"):
         load_spec(path)
 

@@ -30,9 +30,25 @@ def test_every_result_is_stored_once(smoke_store):
     assert len(df) == 16
     assert df["result_id"].is_unique
     assert set(df["status"]) == {"ok"}
-    for col in ("sweep", "trial_id", "C", "gamma", "poison_rate", "trigger_size", "seed", "learner",
-                "clean_acc", "backdoor_acc", "asr", "n_poison", "fit_seconds", "started_at",
-                "finished_at", "sklearn_version", "ray_version"):
+    for col in (
+        "sweep",
+        "trial_id",
+        "C",
+        "gamma",
+        "poison_rate",
+        "trigger_size",
+        "seed",
+        "learner",
+        "clean_acc",
+        "backdoor_acc",
+        "asr",
+        "n_poison",
+        "fit_seconds",
+        "started_at",
+        "finished_at",
+        "sklearn_version",
+        "ray_version",
+    ):
         assert col in df.columns, col
     # n_poison follows int(p * n)
     for _, row in df.iterrows():
@@ -48,7 +64,9 @@ def test_store_is_readable_by_pandas_pyarrow_and_duckdb(smoke_store):
     assert pads.dataset(trials_dir, format="parquet").count_rows() == 16
     n = duckdb.sql(f"select count(*) from read_parquet('{trials_dir}/*.parquet')").fetchall()[0][0]
     assert n == 16
-    out = run_query(store, "select C, gamma, avg(asr) as asr from trials where poison_rate = 0.05 group by all")
+    out = run_query(
+        store, "select C, gamma, avg(asr) as asr from trials where poison_rate = 0.05 group by all"
+    )
     assert len(out) == 4
 
 

@@ -200,8 +200,15 @@ class Logistic(SklearnLearner):
 
 
 LEARNERS = Registry(
-    "learner", SVMLinear, SVMRBF, Ridge, Logistic,
-    CNN, MLPLearner, ResNet18, TorchLogistic,  # networks: trainables/torch_learners.py
+    "learner",
+    SVMLinear,
+    SVMRBF,
+    Ridge,
+    Logistic,
+    CNN,
+    MLPLearner,
+    ResNet18,
+    TorchLogistic,  # networks: trainables/torch_learners.py
 )
 
 

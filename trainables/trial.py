@@ -65,7 +65,12 @@ def prepare_unit(config: dict, data: Dataset) -> Unit:
     trigger = make_trigger(config).fit(data.X_train, seed_sequence(seed, "trigger"))
     poisoning = make_poisoning(config)
     poisoned = poisoning.poison(
-        data.X_train, data.y_train, trigger, target, data.n_classes, seed_sequence(seed, "poison"),
+        data.X_train,
+        data.y_train,
+        trigger,
+        target,
+        data.n_classes,
+        seed_sequence(seed, "poison"),
         classes=data.classes,
     )
     learner = make_learner(config, random_state=seed)
