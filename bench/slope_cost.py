@@ -31,7 +31,6 @@ from sklearn.base import clone  # noqa: E402
 from sweep.spec import load_spec  # noqa: E402
 from trainables.datasets import load_dataset  # noqa: E402
 from trainables.learners import make_learner  # noqa: E402
-from trainables.poisoning import make_poisoning  # noqa: E402
 from trainables.slope import (  # noqa: E402
     analytic_slope,
     fd_plan,
@@ -39,8 +38,7 @@ from trainables.slope import (  # noqa: E402
     mean_loss,
     slope_fd,
 )
-from trainables.trial import seed_sequence  # noqa: E402
-from trainables.triggers import make_trigger  # noqa: E402
+from trainables.trial import prepare_unit  # noqa: E402
 
 LEARNER_GRIDS = {
     "svm_rbf": None,  # the default spec's own C x gamma grid
@@ -58,17 +56,8 @@ def attacked_problems(spec, data, seed: int = 0):
     for rate in rates:
         for size in spec.grid.get("trigger_size", [3]):
             cfg = {**base, "poison_rate": rate, "trigger_size": size, "seed": seed}
-            trigger = make_trigger(cfg).fit(data.X_train, seed_sequence(seed, "trigger"))
-            poisoned = make_poisoning(cfg).poison(
-                data.X_train,
-                data.y_train,
-                trigger,
-                target,
-                data.n_classes,
-                seed_sequence(seed, "poison"),
-                classes=data.classes,
-            )
-            X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
+            unit = prepare_unit(cfg, data)  # exactly what a sweep result poisons
+            poisoned, X_bt = unit.poisoned, unit.X_bt
             yield cfg, poisoned, X_bt, np.full(len(X_bt), target)
 
 

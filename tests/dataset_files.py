@@ -19,18 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-CIFAR10_NAMES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+from trainables.datasets import DATASET_INFO
+
+CIFAR10_NAMES = DATASET_INFO["cifar10"]["classes"]
 
 
 def class_images(
