@@ -8,6 +8,7 @@ stopped by PID, never with ``ray stop`` (other people's Ray processes share this
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from tests.local_cluster import HAS_DASHBOARD, HEAD_IP, RAY, WORKER_IP, LocalClu
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 CLI = [sys.executable, "-m", "sweep.cli"]
+#: seeds per trial: ~10 s of work per trial, longer than a worker actor's start-up even under load
+SEEDS = 48
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +41,12 @@ def cluster(tmp_path_factory):
         yield c
     finally:
         left = c.stop()
+        shutil.rmtree(root, ignore_errors=True)
         assert not left, f"Ray processes outlived the cluster: {left}"
 
 
 def cluster_spec_file(tmp_path: Path, name: str, **execution) -> Path:
-    """The default preset cut to 4 long trials (2 C x 2 gamma, 12 attacks x 24 seeds, no curves).
+    """The default preset cut to 4 long trials (2 C x 2 gamma, 12 attacks x 48 seeds, no curves).
 
     Trials must outlast an actor's start-up on the worker node: with actor reuse Tune hands a
     pending trial to an actor that frees up rather than wait for a new node's actor, so a node
@@ -52,7 +56,7 @@ def cluster_spec_file(tmp_path: Path, name: str, **execution) -> Path:
     raw["name"] = name
     raw["grid"]["C"] = [1, 100]
     raw["grid"]["gamma"] = [0.01, 1]
-    raw["seeds"] = list(range(24))
+    raw["seeds"] = list(range(SEEDS))
     raw["curves"] = {"enabled": False}
     raw["execution"].update(execution)
     path = tmp_path / f"{name}.yaml"
@@ -183,7 +187,7 @@ def test_a_worker_node_killed_mid_sweep_has_its_trials_rescheduled(cluster, tmp_
     assert (df["status"] == "ok").all(), df.loc[df["status"] != "ok", "error"].iloc[0]
     # the trial the dead node was running was run again, from scratch, on the head node
     rerun = df[df["trial_id"] == running]
-    assert len(rerun) == 12 * 24 and set(rerun["node_id"]) == {head}
+    assert len(rerun) == 12 * SEEDS and set(rerun["node_id"]) == {head}
 
 
 def _wait_for_trial_on_worker(cluster: LocalCluster, store: Store, name: str, driver) -> str | None:

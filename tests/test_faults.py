@@ -9,6 +9,7 @@ which every worker process can see. Driver faults use the real CLI in a subproce
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,9 +113,19 @@ def cli_env(ray_tmp: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(ray_tmp)}
 
 
-def short_tmp() -> Path:
-    # Ray's unix socket paths live under RAY_TMPDIR and must stay under 108 bytes
-    return Path(tempfile.mkdtemp(prefix="bsf", dir="/tmp"))
+@pytest.fixture
+def short_tmp():
+    """Make short temporary folders (removed afterwards): Ray's unix socket paths live under
+    RAY_TMPDIR and must stay under 108 bytes, which pytest's tmp_path can exceed."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix="bsf", dir="/tmp")))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def expected_ids(spec_path: Path) -> list[str]:
@@ -124,7 +135,7 @@ def expected_ids(spec_path: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
-def test_driver_stopped_mid_sweep_then_resume_stores_each_result_once(tmp_path, sig):
+def test_driver_stopped_mid_sweep_then_resume_stores_each_result_once(tmp_path, sig, short_tmp):
     """Kill (or Ctrl-C) the CLI once some trials are stored; its Ray must go with it; resume."""
     spec = write_spec(tmp_path, "interrupted", max_concurrent_trials=1)
     store = Store(tmp_path / "store")
@@ -185,7 +196,7 @@ def test_driver_stopped_mid_sweep_then_resume_stores_each_result_once(tmp_path, 
 
 
 @pytest.mark.slow
-def test_two_sweeps_writing_to_one_store_at_once_do_not_interfere(tmp_path):
+def test_two_sweeps_writing_to_one_store_at_once_do_not_interfere(tmp_path, short_tmp):
     store = Store(tmp_path / "store")
     specs = {name: write_spec(tmp_path, name, smoke=True) for name in ("left", "right")}
     procs = {
