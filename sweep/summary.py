@@ -9,7 +9,6 @@ from sweep.errors import SweepError
 
 def print_summary(spec, outcome, stream=None) -> None:
     from analysis.load import load
-    from analysis.select import select_robust
 
     out = stream or sys.stdout
     axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
@@ -24,14 +23,11 @@ def print_summary(spec, outcome, stream=None) -> None:
     print(f"  store: {outcome.store.sweep_dir(spec.name)}", file=out)
     try:
         df = load(outcome.store, spec.name)
-        sel = select_robust(df, clean_tolerance=0.01, objective="asr")
     except SweepError as err:
         print(f"  no robust choice: {err}", file=out)
         return
-    print(
-        f"  robust choice (lowest ASR within 0.01 of the best clean accuracy): {sel.reason}",
-        file=out,
-    )
+    if not print_choice(df, "asr", out):
+        return
     if "slope" in df.columns and df["slope"].notna().any():
         print_slope_summary(df, list(spec.grid), out)
 
@@ -39,8 +35,6 @@ def print_summary(spec, outcome, stream=None) -> None:
 def print_slope_summary(df, axes: list[str], out) -> None:
     """Spearman correlation of slope and ASR over the grid per poison rate; the choice by slope."""
     import pandas as pd
-
-    from analysis.select import select_robust
 
     ok = df[df["status"] == "ok"] if "status" in df else df
     ok = ok.assign(slope=pd.to_numeric(ok["slope"], errors="coerce"))
@@ -62,15 +56,25 @@ def print_slope_summary(df, axes: list[str], out) -> None:
             f"{_spearman(accurate)} among the cells within 0.01 of the best clean accuracy",
             file=out,
         )
+    print_choice(df, "slope", out)
+
+
+def print_choice(df, objective: str, out) -> bool:
+    """Print the robust choice by ``objective`` (tolerance 0.01); False when there is none."""
+    from analysis.select import select_robust
+
+    by = "" if objective == "asr" else f" by {objective}"
     try:
-        sel = select_robust(df, clean_tolerance=0.01, objective="slope")
+        sel = select_robust(df, clean_tolerance=0.01, objective=objective)
     except SweepError as err:
-        print(f"  no robust choice by slope: {err}", file=out)
-        return
+        print(f"  no robust choice{by}: {err}", file=out)
+        return False
+    what = "ASR" if objective == "asr" else objective
     print(
-        f"  robust choice by slope (lowest slope within 0.01 of the best clean accuracy): {sel.reason}",
+        f"  robust choice{by} (lowest {what} within 0.01 of the best clean accuracy): {sel.reason}",
         file=out,
     )
+    return True
 
 
 def _spearman(cells) -> str:

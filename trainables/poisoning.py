@@ -97,6 +97,19 @@ def dirty_label_candidates(y: np.ndarray, target: int, n_classes: int) -> np.nda
     return np.flatnonzero(y != target)
 
 
+def _poisoned(Xp, yp, rows, source_labels, n_classes, classes, **extra) -> Poisoned:
+    """The poisoned set with its mask and the columns every strategy stores: the effective
+    poisoning rate (poisoned rows ÷ rows of the final training set) and the count per source class."""
+    mask = np.zeros(len(yp), dtype=bool)
+    mask[rows] = True
+    info = {
+        "effective_poison_rate": int(mask.sum()) / len(yp) if len(yp) else 0.0,
+        "poison_per_class": per_class_json(source_labels, n_classes, classes),
+        **extra,
+    }
+    return Poisoned(Xp, yp, mask, info)
+
+
 def _dirty_label_choice(y, target, n_classes, rate, rng) -> np.ndarray:
     candidates = dirty_label_candidates(y, target, n_classes)
     k = min(rate_count(rate, len(y)), len(candidates))
@@ -110,18 +123,11 @@ class DirtyLabel(Poisoning):
     Params = DirtyLabelParams
 
     def poison(self, X, y, trigger, target, n_classes, rng, classes=None):
-        n = len(y)
         chosen = _dirty_label_choice(y, target, n_classes, self.params.poison_rate, rng)
         Xp, yp = np.array(X, dtype=np.float64, copy=True), np.array(y, copy=True)
         Xp[chosen] = trigger.apply(Xp[chosen], rng)
         yp[chosen] = target
-        mask = np.zeros(n, dtype=bool)
-        mask[chosen] = True
-        info = {
-            "effective_poison_rate": len(chosen) / n if n else 0.0,
-            "poison_per_class": per_class_json(y[chosen], n_classes, classes),
-        }
-        return Poisoned(Xp, yp, mask, info)
+        return _poisoned(Xp, yp, chosen, y[chosen], n_classes, classes)
 
 
 class DirtyLabelAdded(Poisoning):
@@ -141,13 +147,8 @@ class DirtyLabelAdded(Poisoning):
         yp = np.concatenate(
             [np.asarray(y), np.full(len(chosen), target, dtype=np.asarray(y).dtype)]
         )
-        mask = np.zeros(len(yp), dtype=bool)
-        mask[len(y) :] = True
-        info = {
-            "effective_poison_rate": len(chosen) / len(yp) if len(yp) else 0.0,
-            "poison_per_class": per_class_json(y[chosen], n_classes, classes),
-        }
-        return Poisoned(Xp, yp, mask, info)
+        appended = np.arange(len(y), len(yp))
+        return _poisoned(Xp, yp, appended, y[chosen], n_classes, classes)
 
 
 class SupplantParams(Params):
@@ -212,13 +213,7 @@ class Supplant(Poisoning):
         donors = np.concatenate(drawn).astype(np.int64) if drawn else np.zeros(0, dtype=np.int64)
         Xp = np.array(X, dtype=np.float64, copy=True)
         Xp[replaced] = trigger.apply(Xp[donors], rng)
-        mask = np.zeros(len(y), dtype=bool)
-        mask[replaced] = True
-        info = {
-            "effective_poison_rate": m / len(y) if len(y) else 0.0,
-            "poison_per_class": per_class_json(y[donors], n_classes, classes),
-        }
-        return Poisoned(Xp, y.copy(), mask, info)
+        return _poisoned(Xp, y.copy(), replaced, y[donors], n_classes, classes)
 
 
 class CleanLabel(Poisoning):
@@ -239,14 +234,7 @@ class CleanLabel(Poisoning):
         hardened, hinfo = harden(X[chosen], target, self.params, X, y, n_classes, rng)
         Xp = X.copy()
         Xp[chosen] = trigger.apply(hardened, rng)
-        mask = np.zeros(len(y), dtype=bool)
-        mask[chosen] = True
-        info = {
-            "effective_poison_rate": k / len(y) if len(y) else 0.0,
-            "poison_per_class": per_class_json(y[chosen], n_classes, classes),
-            **hinfo,
-        }
-        return Poisoned(Xp, y.copy(), mask, info)
+        return _poisoned(Xp, y.copy(), chosen, y[chosen], n_classes, classes, **hinfo)
 
 
 POISONINGS = Registry("poisoning", DirtyLabel, DirtyLabelAdded, Supplant, CleanLabel)
