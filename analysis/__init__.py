@@ -11,31 +11,27 @@ Typical use::
 
 from __future__ import annotations
 
-from analysis.aggregate import aggregate
-from analysis.explain import explain_info, rebuild
-from analysis.heatmap import HeatmapInfo, heatmap_info, render_heatmap
-from analysis.load import load
-from analysis.pareto import non_dominated, pareto_front, pareto_points, render_pareto
-from analysis.report import build_report, report_html
-from analysis.select import Selection, attack_axes, choice_axes, configuration_metric, select_robust
+from backdoor_sweep.exports import lazy_exports
 
-__all__ = [
-    "HeatmapInfo",
-    "Selection",
-    "aggregate",
-    "attack_axes",
-    "build_report",
-    "choice_axes",
-    "configuration_metric",
-    "explain_info",
-    "heatmap_info",
-    "load",
-    "non_dominated",
-    "pareto_front",
-    "pareto_points",
-    "rebuild",
-    "render_heatmap",
-    "render_pareto",
-    "report_html",
-    "select_robust",
-]
+_WHERE = {
+    "HeatmapInfo": "heatmap",
+    "Selection": "select",
+    "aggregate": "aggregate",
+    "attack_axes": "select",
+    "build_report": "report",
+    "choice_axes": "select",
+    "configuration_metric": "select",
+    "explain_info": "explain",
+    "heatmap_info": "heatmap",
+    "load": "load",
+    "non_dominated": "pareto",
+    "pareto_front": "pareto",
+    "pareto_points": "pareto",
+    "rebuild": "explain",
+    "render_heatmap": "heatmap",
+    "render_pareto": "pareto",
+    "report_html": "report",
+    "select_robust": "select",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

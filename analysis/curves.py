@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 CURVE_METRICS = ("loss_clean", "loss_backdoor", "acc_clean", "acc_backdoor", "rho", "nu")
 

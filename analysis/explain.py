@@ -2,15 +2,15 @@
 
 ``rebuild`` takes a row of the trials table, finds its configuration in the plan of the sweep's
 spec (``sweep.json``), reloads the dataset and re-runs the result through
-`trainables.trial.prepare_unit` and the result's defence — the same seeded code path as the sweep,
+`trainables.trial.prepare_result` and the result's defence — the same seeded code path as the sweep,
 so the rebuilt model reproduces the stored metrics (checked and shown). Beside it, the clean
 model: the same learner fitted at β = 0 (clean rows only, no defence, as the learning curves do).
 
 ``explain_info`` then returns plain data (computed first, drawn second — `analysis.explain_page`):
 input-gradient maps of both models on one clean test sample and on its triggered version, the
 share of each map on the trigger's pixels, the k most influential training samples of both test
-inputs for the poisoned model (`trainables.influence`), the result's ``influential_poison_frac``,
-and, for networks, the training dynamics recorded while rebuilding (`trainables.dynamics`).
+inputs for the poisoned model (`trainables.measures.influence`), the result's ``influential_poison_frac``,
+and, for networks, the training dynamics recorded while rebuilding (`trainables.measures.dynamics`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.store import Store
-from trainables.datasets import Dataset
+from trainables.data.datasets import Dataset
 
 #: the explanation's sample of triggered test inputs for influential_poison_frac (as in sweeps)
 DEFAULT_INFLUENCE_SAMPLES = 100
@@ -30,13 +30,13 @@ DEFAULT_INFLUENCE_SAMPLES = 100
 
 @dataclass
 class Rebuilt:
-    """One result rebuilt: its configuration, data, prepared unit and both fitted models."""
+    """One result rebuilt: its configuration, data, prepared result and both fitted models."""
 
     sweep: str
     row: dict
     config: dict
     data: Dataset
-    unit: object  # trainables.trial.Unit, its learner fitted through the defence
+    result: object  # trainables.trial.PreparedResult, its learner fitted through the defence
     clean: object  # the learner fitted at β = 0
     dynamics: list[dict] = field(default_factory=list)
     reproduced: dict = field(default_factory=dict)  # metric -> (stored, rebuilt)
@@ -52,18 +52,18 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
-def find_unit(spec, row: dict) -> dict:
-    """The plan's configuration of ``row``: by result id, else the unit whose grid axes, seed and
+def find_result(spec, row: dict) -> dict:
+    """The plan's configuration of ``row``: by result id, else the result whose grid axes, seed and
     every other value the row records are equal (a store written by other means)."""
     from sweep.plan import plan_trials
 
-    units = [u for p in plan_trials(spec) for u in p.units]
-    for u in units:
+    results = [u for p in plan_trials(spec) for u in p.results]
+    for u in results:
         if u["result_id"] == row.get("result_id"):
             return u
     needed = [*spec.grid, "seed"]
     if all(k in row for k in needed):
-        for u in units:
+        for u in results:
             keys = [k for k in u if k in row and k not in ("result_id", "curves")]
             if all(_same(row[k], u[k]) for k in keys):
                 return u
@@ -87,27 +87,30 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     from threadpoolctl import threadpool_limits
 
     from sweep.spec import parse_spec
-    from trainables.datasets import load_dataset
-    from trainables.dynamics import watch_dynamics
+    from trainables.data.datasets import load_dataset
     from trainables.learners import make_learner
-    from trainables.trial import prepare_unit
+    from trainables.measures.dynamics import watch_dynamics
+    from trainables.trial import prepare_result
 
     meta = store.read_meta(sweep)
     spec = parse_spec(meta["spec"], source=f"{store.sweep_dir(sweep)}/sweep.json")
-    config = find_unit(spec, row)
+    config = find_result(spec, row)
     data = load_dataset(spec.dataset)
     cpus = max(1, int(spec.execution.cpus_per_trial))  # the sweep's threads: identical networks
     with threadpool_limits(limits=cpus):
         _torch_threads(config, cpus)
-        unit = prepare_unit(config, data)
-        recorder = watch_dynamics(config, unit.learner, unit.poisoned, data)
-        unit.train(data)
-        p = unit.poisoned
-        clean = make_learner(config, random_state=unit.seed).fit_beta(p.X, p.y, p.is_poison, 0.0)
-    from trainables.metrics import attack_metrics
+        result = prepare_result(config, data)
+        recorder = watch_dynamics(config, result.learner, result.poisoned, data)
+        result.train(data)
+        p = result.poisoned
+        clean = make_learner(config, random_state=result.seed).fit_beta(p.X, p.y, p.is_poison, 0.0)
+    from trainables.measures.metrics import attack_metrics
 
     now = attack_metrics(
-        data.y_test, unit.learner.predict(data.X_test), unit.learner.predict(unit.X_bt), unit.target
+        data.y_test,
+        result.learner.predict(data.X_test),
+        result.learner.predict(result.X_bt),
+        result.target,
     )
     reproduced = {m: (row.get(m), now[m]) for m in ("clean_acc", "asr") if m in row}
     return Rebuilt(
@@ -115,7 +118,7 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
         row,
         config,
         data,
-        unit,
+        result,
         clean,
         recorder.rows if recorder else [],
         reproduced,
@@ -170,24 +173,32 @@ def default_sample(data: Dataset, target: int) -> int:
 
 def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> ExplainInfo:
     """Gradient maps, top-k influential training samples and dynamics of a rebuilt result."""
-    from trainables.gradients import gradient_map, input_gradient, trigger_share
-    from trainables.influence import influence_for_unit, influence_model, removal_effects, top_k
+    from trainables.measures.gradients import gradient_map, input_gradient, trigger_share
+    from trainables.measures.influence import (
+        influence_for_result,
+        influence_model,
+        removal_effects,
+        top_k,
+    )
 
-    data, unit = rb.data, rb.unit
+    data, result = rb.data, rb.result
     n_test = len(data.y_test)
     if k < 1:
         raise SweepError(f"--k must be at least 1; got {k}")
-    i = default_sample(data, unit.target) if sample is None else int(sample)
+    i = default_sample(data, result.target) if sample is None else int(sample)
     if not 0 <= i < n_test:
         raise SweepError(f"--sample must be a test sample index in [0, {n_test}); got {sample}")
-    inputs = {"clean": data.X_test[i], "triggered": unit.X_bt[i]}
-    mask = unit.trigger.mask()
+    inputs = {"clean": data.X_test[i], "triggered": result.X_bt[i]}
+    mask = result.trigger.mask()
     notes: list[str] = []
     maps, shares = {}, {}
     X = np.stack([inputs["clean"], inputs["triggered"]])
-    for model_name, model in (("clean model (β = 0)", rb.clean), ("poisoned model", unit.learner)):
+    for model_name, model in (
+        ("clean model (β = 0)", rb.clean),
+        ("poisoned model", result.learner),
+    ):
         try:
-            grads = input_gradient(model, X, target=unit.target)
+            grads = input_gradient(model, X, target=result.target)
         except ValueError as err:
             notes.append(f"no gradient map of the {model_name}: {err}")
             continue
@@ -196,20 +207,20 @@ def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> Explain
             maps[key] = m
             shares[key] = float(trigger_share(m[None], mask)[0])
 
-    p = unit.poisoned
+    p = result.poisoned
     true_label = data.y_test[i]
     names = [str(c) for c in data.classes]
     influential: list[Influential] = []
     try:
-        model = influence_model(rb.config, unit.learner, p)
+        model = influence_model(rb.config, result.learner, p)
         probe = np.stack([inputs["triggered"], inputs["clean"]])
-        inf = removal_effects(model, p.X, p.y, probe, np.array([unit.target, true_label]))
+        inf = removal_effects(model, p.X, p.y, probe, np.array([result.target, true_label]))
     except ValueError as err:
         inf = None
         notes.append(f"no influence: {err}")
     if inf is not None:
         notes.append(f"influence: {inf.method}" + (f"; {inf.note}" if inf.note else ""))
-        scored = (names[unit.target], names[true_label])
+        scored = (names[result.target], names[true_label])
         for t, what in enumerate(("triggered", "clean")):
             top = top_k(inf.effects[t], k)
             influential.append(
@@ -225,7 +236,7 @@ def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> Explain
     cfg = {**rb.config, "influence_k": k}
     cfg.setdefault("influence_samples", DEFAULT_INFLUENCE_SAMPLES)
     frac = (
-        influence_for_unit(cfg, unit.learner, p, data, unit.X_bt, unit.target)
+        influence_for_result(cfg, result.learner, p, data, result.X_bt, result.target)
         if inf is not None
         else {"influential_poison_frac": float("nan")}
     )
@@ -264,13 +275,13 @@ def _title(rb: Rebuilt) -> str:
 
 
 def _facts(rb: Rebuilt, i, true_label, names, frac, k, cfg) -> list[tuple[str, str]]:
-    p = rb.unit.poisoned
+    p = rb.result.poisoned
     out = [
         ("result", str(rb.config["result_id"])),
         ("training set", f"{len(p.y)} samples, {p.n_poison} poisoned"),
         (
             "test sample",
-            f"#{i}, true label {names[true_label]!r}; target {names[rb.unit.target]!r}",
+            f"#{i}, true label {names[true_label]!r}; target {names[rb.result.target]!r}",
         ),
     ]
     for metric, (stored, now) in rb.reproduced.items():

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.errors import SweepError
-from trainables.clean_label import CleanLabelParams, harden
-from trainables.datasets import Dataset
+from backdoor_sweep.errors import SweepError
+from trainables.attacks.clean_label import CleanLabelParams, harden
+from trainables.attacks.triggers import TRIGGERS
+from trainables.data.datasets import Dataset
 from trainables.trial import seed_sequence
-from trainables.triggers import TRIGGERS
 
 #: the parameters each clean-label hardening reads (the rest of CleanLabelParams is not shown)
 HARDENING_FIELDS: dict[str, tuple[str, ...]] = {

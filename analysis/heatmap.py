@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 #: metrics where larger is better for the defender (so "worst" is the minimum)
 HIGHER_IS_BETTER = {"clean_acc", "robust_acc", "clean_acc_before_finetune", "filter_recall"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.store import Store
 
 #: columns that describe a result but are not configuration values

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.select import choice_axes, configuration_metric, format_choice
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 
 def non_dominated(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from analysis.select import (
     format_choice,
     select_robust,
 )
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.store import Store
 
 #: heatmap metrics, in order, with a fixed colour range where the metric has one

@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.aggregate import aggregate
 from analysis.load import config_columns
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 OBJECTIVES = ("asr", "slope", "worst_asr")
 #: metrics measured on clean data, aggregated over every setting (poisoned or not)

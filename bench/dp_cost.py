@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from trainables.datasets import DatasetSpec, load_dataset  # noqa: E402
-from trainables.torch_learners import CNN  # noqa: E402
+from trainables.data.datasets import DatasetSpec, load_dataset  # noqa: E402
+from trainables.learners.torch_learners import CNN  # noqa: E402
 
 MODES = {
     "shuffle": {},

@@ -4,8 +4,8 @@ For every attacked result of the default sweep (digits 7 vs 1, BadNets patch, di
 rates > 0, every trigger size, seed 0) and each learner's C (and γ) grid, the β = 0 model is fitted
 once; then we time
 
-- the analytic route: ``trainables.slope.analytic_slope`` (implicit differentiation / dual KKT),
-- the finite-difference route: ``trainables.slope.slope_fd`` (one retrain at a small β, two for
+- the analytic route: ``trainables.measures.slope.analytic_slope`` (implicit differentiation / dual KKT),
+- the finite-difference route: ``trainables.measures.slope.slope_fd`` (one retrain at a small β, two for
   the one-sided chord), given L_bt(0) from the β = 0 fit both routes share,
 
 interleaved so that machine load hits both alike, and print both θ and their agreement.
@@ -29,16 +29,16 @@ import numpy as np  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 
 from sweep.spec import load_spec  # noqa: E402
-from trainables.datasets import load_dataset  # noqa: E402
-from trainables.learners import make_learner  # noqa: E402
-from trainables.slope import (  # noqa: E402
+from trainables.data.datasets import load_dataset  # noqa: E402
+from trainables.learners.sklearn_learners import make_learner  # noqa: E402
+from trainables.measures.slope import (  # noqa: E402
     analytic_slope,
     fd_plan,
     margin_support_vectors,
     mean_loss,
     slope_fd,
 )
-from trainables.trial import prepare_unit  # noqa: E402
+from trainables.trial import prepare_result  # noqa: E402
 
 LEARNER_GRIDS = {
     "svm_rbf": None,  # the default spec's own C x gamma grid
@@ -56,8 +56,8 @@ def attacked_problems(spec, data, seed: int = 0):
     for rate in rates:
         for size in spec.grid.get("trigger_size", [3]):
             cfg = {**base, "poison_rate": rate, "trigger_size": size, "seed": seed}
-            unit = prepare_unit(cfg, data)  # exactly what a sweep result poisons
-            poisoned, X_bt = unit.poisoned, unit.X_bt
+            result = prepare_result(cfg, data)  # exactly what a sweep result poisons
+            poisoned, X_bt = result.poisoned, result.X_bt
             yield cfg, poisoned, X_bt, np.full(len(X_bt), target)
 
 

@@ -4,8 +4,8 @@ In one process and one run:
 
 1. **Ratio** — the default sweep (``search_spaces/digits_svm_rbf.yaml`` as it is, curves
    included if the preset turns them on) through `sweep.launcher.run_sweep` on an in-process Ray,
-   against ``joblib.Parallel`` calling `trainables.trial.run_unit` over the same
-   `sweep.plan.plan_trials` units on the same number of cores. Both clocks include everything a
+   against ``joblib.Parallel`` calling `trainables.trial.run_result` over the same
+   `sweep.plan.plan_trials` results on the same number of cores. Both clocks include everything a
    user waits for: Ray's start-up, Tune, the store and Ray's shutdown; loky's worker start-up,
    the loop, one Parquet file of the rows and the workers' shutdown.
 2. **Growth** — trials per second as the grid grows 1x, 4x, 16x. The base is the default grid
@@ -77,26 +77,28 @@ def grown(spec, factor: int, base: bool):
 
 
 def run_joblib(spec, cpus: int, out_dir: Path) -> Timing:
-    """The same results as the sweep, computed by joblib over `run_unit`, rows to one Parquet."""
+    """The same results as the sweep, computed by joblib over `run_result`, rows to one Parquet."""
     import pandas as pd
     from joblib import Parallel, delayed
     from joblib.externals.loky import get_reusable_executor
     from threadpoolctl import threadpool_limits
 
     from sweep.plan import plan_trials
-    from trainables.datasets import load_dataset
-    from trainables.trial import run_unit
+    from trainables.data.datasets import load_dataset
+    from trainables.trial import run_result
 
     t0 = time.perf_counter()
     plans = plan_trials(spec)
-    units = [u for p in plans for u in p.units]
+    results = [u for p in plans for u in p.results]
     data = load_dataset(spec.dataset)
     with threadpool_limits(limits=1):  # n_jobs=1 runs in this process
-        results = Parallel(n_jobs=cpus, backend="loky")(delayed(run_unit)(u, data) for u in units)
-    rows = [{"result_id": u["result_id"], **r.row} for u, r in zip(units, results, strict=True)]
+        results = Parallel(n_jobs=cpus, backend="loky")(
+            delayed(run_result)(u, data) for u in results
+        )
+    rows = [{"result_id": u["result_id"], **r.row} for u, r in zip(results, results, strict=True)]
     pd.DataFrame(rows).to_parquet(out_dir / f"{spec.name}-joblib.parquet")
     get_reusable_executor().shutdown(wait=True)
-    return Timing("", "joblib", "", cpus, len(plans), len(units), time.perf_counter() - t0)
+    return Timing("", "joblib", "", cpus, len(plans), len(results), time.perf_counter() - t0)
 
 
 def per_result_trial(config, data):

@@ -26,19 +26,29 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec
 from sweep.store import Store
-from trainables.datasets import load_dataset
+from trainables.data.datasets import load_dataset
 
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-os.environ.setdefault("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", "0")
-# we write our own store and keep Tune's loggers off, so Tune's result lookup has nothing to find
-logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+#: Ray and Tune settings applied where Ray is started (``init_ray``), never on import: we write our
+#: own store, so Tune's default loggers and its new console output stay off
+RAY_ENVIRONMENT = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_DEDUP_LOGS": "1",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "0",
+}
+
+
+def configure_ray_environment() -> None:
+    """Set ``RAY_ENVIRONMENT`` (unless the user set a value) and quieten Tune's result lookup."""
+    for key, value in RAY_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    # we write our own store and keep Tune's loggers off, so Tune's result lookup has nothing to find
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def library_versions() -> dict[str, str]:
@@ -86,12 +96,12 @@ class _Buffer:
     dynamics: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def _row(sweep: str, trial_id: str, unit: dict, versions: dict, **values: Any) -> dict:
-    config = {k: v for k, v in unit.items() if k not in ("curves", "result_id")}
+def _row(sweep: str, trial_id: str, result: dict, versions: dict, **values: Any) -> dict:
+    config = {k: v for k, v in result.items() if k not in ("curves", "result_id")}
     return {
         "sweep": sweep,
         "trial_id": trial_id,
-        "result_id": unit["result_id"],
+        "result_id": result["result_id"],
         **config,
         **values,
         **versions,
@@ -106,7 +116,7 @@ class StoreWriter:
     ) -> None:
         self.spec, self.store, self.progress = spec, store, progress
         self.buffers = {p.trial_id: _Buffer(p) for p in plans}
-        self.units = {p.trial_id: {u["result_id"]: u for u in p.units} for p in plans}
+        self.results = {p.trial_id: {u["result_id"]: u for u in p.results} for p in plans}
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
@@ -121,7 +131,7 @@ class StoreWriter:
             buf.rows[key] = _row(
                 self.spec.name,
                 trial_id,
-                self.units[trial_id][key],
+                self.results[trial_id][key],
                 self.versions,
                 **res["row"],
                 status="ok",
@@ -152,15 +162,15 @@ class StoreWriter:
         buf = self.buffers[trial_id]
         rows = []
         stamp = now_utc()
-        for unit in buf.plan.units:
-            if unit["result_id"] in buf.rows:
-                rows.append(buf.rows[unit["result_id"]])
+        for result in buf.plan.results:
+            if result["result_id"] in buf.rows:
+                rows.append(buf.rows[result["result_id"]])
             else:
                 rows.append(
                     _row(
                         self.spec.name,
                         trial_id,
-                        unit,
+                        result,
                         self.versions,
                         status="error",
                         error=(error or "trial ended without reporting this result")[-2000:],
@@ -171,7 +181,9 @@ class StoreWriter:
                 )
                 self.progress.advance(1)
         for table in ("curves", "dynamics"):  # before the trials part, which marks the trial done
-            extra = [c for u in buf.plan.units for c in getattr(buf, table).get(u["result_id"], [])]
+            extra = [
+                c for u in buf.plan.results for c in getattr(buf, table).get(u["result_id"], [])
+            ]
             if extra:
                 self.store.write_part(self.spec.name, table, trial_id, extra)
         self.store.write_part(self.spec.name, "trials", trial_id, rows)
@@ -254,6 +266,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     Connecting to HOST:PORT turns token authentication on when a token is at hand and
     ``RAY_AUTH_MODE`` is unset — what Ray itself does for ``auto`` but not for an explicit address.
     """
+    configure_ray_environment()
     import ray
 
     if ray.is_initialized():
@@ -364,9 +377,9 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
         }
         store.write_meta(spec.name, meta)
     todo = [p for p in plans if p.trial_id not in done]
-    n_skipped = sum(len(p.units) for p in plans if p.trial_id in done)
+    n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
-    progress = Progress(total=sum(len(p.units) for p in todo), enabled=show_progress)
+    progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
     writer = StoreWriter(spec, store, todo, progress)
     try:
         if todo:
@@ -392,10 +405,10 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
 
     cpus = spec.execution.cpus_per_trial
     trainable = tune.with_resources(
-        # the units reach the workers once, through the object store, beside the data: a Tune
+        # the results reach the workers once, through the object store, beside the data: a Tune
         # config is deep-copied and JSON-saved over and over by the driver (BENCHMARKS.md)
         tune.with_parameters(
-            _trainable(trial_fn), data=data, units={p.trial_id: p.units for p in todo}
+            _trainable(trial_fn), data=data, results={p.trial_id: p.results for p in todo}
         ),
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
@@ -428,8 +441,8 @@ def _trainable(trial_fn: Callable[[dict, Any], None] | None):
     if trial_fn is None:
         from trainables.trial import tune_trial as trial_fn
 
-    def backdoor_trial(config, data, units):
+    def backdoor_trial(config, data, results):
         trial = config["trial"]
-        trial_fn({**trial, "units": units[trial["trial_id"]]}, data)
+        trial_fn({**trial, "results": results[trial["trial_id"]]}, data)
 
     return backdoor_trial

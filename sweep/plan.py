@@ -18,7 +18,7 @@ from sweep.spec import COMPONENT_KINDS, Spec, stable_hash
 class TrialPlan:
     trial_id: str
     outer: dict[str, Any]
-    units: list[dict[str, Any]]
+    results: list[dict[str, Any]]
 
 
 def normalise(cell: dict[str, Any]) -> dict[str, Any]:
@@ -32,11 +32,11 @@ def normalise(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_trials(spec: Spec) -> list[TrialPlan]:
-    """All trials of the sweep, in grid order, each with its results (units)."""
+    """All trials of the sweep, in grid order, each with its results (results)."""
     inner = set(spec.inner_axes())
     outer_axes = [a for a in spec.grid if a not in inner]
     extra = {"curves": spec.curves.model_dump()} if spec.curves.enabled else {}
-    extra.update(spec.explain.unit_keys())  # flat keys, columns of the trials table
+    extra.update(spec.explain.result_keys())  # flat keys, columns of the trials table
     groups: dict[str, TrialPlan] = {}
     for cell in spec.cells():
         cfg = normalise(cell)
@@ -44,7 +44,7 @@ def plan_trials(spec: Spec) -> list[TrialPlan]:
         trial_id = stable_hash({"sweep": spec.name, "outer": outer})
         plan = groups.setdefault(trial_id, TrialPlan(trial_id, outer, []))
         for seed in spec.seeds:
-            unit = {**cfg, "seed": seed, **extra}
-            unit["result_id"] = stable_hash({"sweep": spec.name, "config": unit})
-            plan.units.append(unit)
+            result = {**cfg, "seed": seed, **extra}
+            result["result_id"] = stable_hash({"sweep": spec.name, "config": result})
+            plan.results.append(result)
     return list(groups.values())

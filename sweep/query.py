@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.store import TABLES, Store
 
 #: table functions a query may call (they generate values; none touches a file)

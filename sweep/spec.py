@@ -20,13 +20,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
+from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
+from trainables.attacks.poisoning import POISONINGS
+from trainables.attacks.triggers import TRIGGERS
 from trainables.components import Registry, describe_error, parse_params
-from trainables.datasets import DatasetSpec, dataset_info
+from trainables.data.datasets import DatasetSpec, dataset_info
 from trainables.defences import DEFENCES
 from trainables.learners import LEARNERS
-from trainables.poisoning import POISONINGS
-from trainables.triggers import TRIGGERS
 
 #: flat key naming the component -> its registry
 COMPONENT_KINDS: dict[str, Registry] = {
@@ -37,8 +38,6 @@ COMPONENT_KINDS: dict[str, Registry] = {
 }
 #: the spec section each selector key is written in
 ATTACK_KINDS = ("trigger", "poisoning")
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-DEFAULT_SPEC = PRESETS_DIR / "digits_svm_rbf.yaml"
 
 
 class _Section(BaseModel):
@@ -62,7 +61,7 @@ class DefenceSection(_Section):
 class CurvesSection(BaseModel):
     """Backdoor learning curves (SCIENCE.md §5): off, or the β grid to retrain over.
 
-    Enabled without ``betas``, the grid is ``trainables.curves.DEFAULT_BETAS`` (0 and 12
+    Enabled without ``betas``, the grid is ``trainables.measures.curves.DEFAULT_BETAS`` (0 and 12
     log-spaced values from 1e-3 to 1), written into the spec so the store records it.
     """
 
@@ -74,14 +73,14 @@ class CurvesSection(BaseModel):
     @classmethod
     def _default_betas(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("enabled") and data.get("betas") is None:
-            from trainables.curves import DEFAULT_BETAS
+            from trainables.measures.curves import DEFAULT_BETAS
 
             data = {**data, "betas": list(DEFAULT_BETAS)}
         return data
 
 
 class ExplainSection(BaseModel):
-    """Explanations per result (issue 8; `trainables.influence`, `trainables.dynamics`).
+    """Explanations per result (issue 8; `trainables.measures.influence`, `trainables.measures.dynamics`).
 
     ``influence_k``: each result row gets ``influential_poison_frac``, the share of poisoned rows
     among the ``influence_k`` most influential training samples of a triggered non-target test
@@ -95,7 +94,7 @@ class ExplainSection(BaseModel):
     influence_samples: Annotated[int, Field(ge=1)] = 100
     dynamics: bool = False
 
-    def unit_keys(self) -> dict[str, Any]:
+    def result_keys(self) -> dict[str, Any]:
         """The flat keys the plan adds to each result's configuration (none when all is off)."""
         keys: dict[str, Any] = {}
         if self.influence_k is not None:

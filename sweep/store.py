@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 TABLES = ("trials", "curves", "dynamics")
 PART_PREFIX = "part-"

@@ -28,11 +28,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 from sweep.store import KEY_COLUMNS, LOCK_DIR, PART_NAME, TABLES, Store
 
 SWEEP_ENTRIES = {"sweep.json", *TABLES}
-#: unit keys that are not columns of a trials row
+#: result keys that are not columns of a trials row
 _NOT_COLUMNS = {"curves", "result_id"}
 
 
@@ -131,7 +131,7 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
 
 
 def _plan(meta: dict, path: Path, problems: list[str]) -> dict[str, dict[str, dict]] | None:
-    """trial id -> result id -> unit, from the spec stored in sweep.json (None if unusable)."""
+    """trial id -> result id -> result, from the spec stored in sweep.json (None if unusable)."""
     from sweep.plan import plan_trials
     from sweep.spec import parse_spec
 
@@ -146,7 +146,7 @@ def _plan(meta: dict, path: Path, problems: list[str]) -> dict[str, dict[str, di
         problems.append(
             f"{path}: names sweep {spec.name!r} but lies in folder {path.parent.name!r}"
         )
-    return {p.trial_id: {u["result_id"]: u for u in p.units} for p in plan_trials(spec)}
+    return {p.trial_id: {u["result_id"]: u for u in p.results} for p in plan_trials(spec)}
 
 
 def _read_parts(
@@ -229,26 +229,26 @@ def _check_against_plan(
 ) -> None:
     for path, rows in trial_rows.items():
         tid = path.stem[len("part-") :]
-        units = plan.get(tid)
-        if units is None:
+        results = plan.get(tid)
+        if results is None:
             problems.append(f"{path}: trial {tid} is not in the plan of this sweep's spec")
             continue
         ids = rows["result_id"]
-        unknown = [r for r in ids if r not in units]
+        unknown = [r for r in ids if r not in results]
         if unknown:
             problems.append(
                 f"{path}: {len(unknown)} result id(s) not in trial {tid} of the plan, e.g. {unknown[0]}"
             )
-        if lacking := set(units) - set(ids):
-            problems.append(f"{path}: lacks {len(lacking)} of the trial's {len(units)} results")
+        if lacking := set(results) - set(ids):
+            problems.append(f"{path}: lacks {len(lacking)} of the trial's {len(results)} results")
         for i, rid in enumerate(ids):
-            if rid in units and (diff := _config_mismatch(units[rid], rows, i)):
+            if rid in results and (diff := _config_mismatch(results[rid], rows, i)):
                 problems.append(f"{path}: result {rid} has {diff} but its id says otherwise")
                 break
 
 
-def _config_mismatch(unit: dict[str, Any], rows: dict[str, list], i: int) -> str | None:
-    for key, want in unit.items():
+def _config_mismatch(result: dict[str, Any], rows: dict[str, list], i: int) -> str | None:
+    for key, want in result.items():
         if key in _NOT_COLUMNS:
             continue
         if key not in rows:

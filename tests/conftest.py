@@ -25,7 +25,7 @@ def ray_runtime():
 
 @pytest.fixture(scope="session")
 def digits_data():
-    from trainables.datasets import DatasetSpec, load_dataset
+    from trainables.data.datasets import DatasetSpec, load_dataset
 
     return load_dataset(DatasetSpec(name="digits", classes=[7, 1]))
 
@@ -43,7 +43,7 @@ def cli(*args: str, env=None, cwd=None, timeout=600):
     import subprocess
 
     return subprocess.run(
-        [sys.executable, "-m", "sweep.cli", *args],
+        [sys.executable, "-m", "backdoor_sweep.cli", *args],
         capture_output=True,
         text=True,
         env=env,

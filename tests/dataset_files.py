@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.datasets import DATASET_INFO
+from trainables.data.datasets import DATASET_INFO
 
 CIFAR10_NAMES = DATASET_INFO["cifar10"]["classes"]
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
 
 
 class Params(BaseModel):

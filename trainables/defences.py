@@ -1,7 +1,7 @@
 """Defences (SCIENCE.md §8): how the defender trains on the (possibly poisoned) training set.
 
 A defence wraps the fit: ``train(learner, poisoned, data, rng, test)`` fits ``learner`` in place and
-returns extra columns for the store; ``run_unit`` then measures the final ``clean_acc``/``asr`` on the
+returns extra columns for the store; ``run_result`` then measures the final ``clean_acc``/``asr`` on the
 dataset's test split (``test``: clean and triggered, handed over so a defence can also measure
 mid-way). One defence per result; the ``defence`` key is a grid axis like any other.
 
@@ -32,12 +32,12 @@ import numpy as np
 from pydantic import Field
 from sklearn.base import clone
 
-from sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError
+from trainables.attacks.poisoning import Poisoned
 from trainables.components import Component, Params, Registry, parse_params
-from trainables.datasets import Dataset
+from trainables.data.datasets import Dataset
 from trainables.learners import LEARNERS
-from trainables.metrics import accuracy, attack_metrics
-from trainables.poisoning import Poisoned
+from trainables.measures.metrics import accuracy, attack_metrics
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 PosInt = Annotated[int, Field(ge=1)]

@@ -1,7 +1,7 @@
 """The trial: a pure function from a config to metrics.
 
 One *result* (a row of the store) is one grid point and one seed: poison the training set, fit the
-learner, measure it (``run_unit``). One Ray Tune *trial* runs a list of results that share the
+learner, measure it (``run_result``). One Ray Tune *trial* runs a list of results that share the
 learner configuration — by default every attack setting and seed of one grid cell of learner
 hyperparameters — because a Tune trial costs ≈ 0.04 s with actor reuse while one SVM fit on digits
 costs milliseconds. ``tune_trial`` reports the results it has finished about once a second, so
@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainables.datasets import Dataset
+from trainables.attacks.poisoning import Poisoned, make_poisoning
+from trainables.attacks.triggers import Trigger, make_trigger
+from trainables.data.datasets import Dataset
 from trainables.defences import BackdoorTest, Defence, make_defence
 from trainables.learners import make_learner
-from trainables.metrics import ASR_DEFINITION, attack_metrics
-from trainables.poisoning import Poisoned, make_poisoning
-from trainables.triggers import Trigger, make_trigger
+from trainables.measures.metrics import ASR_DEFINITION, attack_metrics
 
 
 @dataclass
-class UnitResult:
+class ResultRows:
     row: dict
     curves: list[dict] = field(default_factory=list)
-    #: per-epoch losses of networks when the spec asks (trainables/dynamics.py)
+    #: per-epoch losses of networks when the spec asks (trainables/measures/dynamics.py)
     dynamics: list[dict] = field(default_factory=list)
 
 
@@ -38,7 +38,7 @@ def seed_sequence(seed: int, *parts: str) -> np.random.Generator:
 
 
 @dataclass
-class Unit:
+class PreparedResult:
     """One result before training: the poisoned set, the unfitted learner and its defence, TS+BT."""
 
     seed: int
@@ -57,8 +57,8 @@ class Unit:
         )
 
 
-def prepare_unit(config: dict, data: Dataset) -> Unit:
-    """Everything of one (configuration, seed) that is seeded before training — what `run_unit`
+def prepare_result(config: dict, data: Dataset) -> PreparedResult:
+    """Everything of one (configuration, seed) that is seeded before training — what `run_result`
     trains, and what ``backdoor-sweep explain`` rebuilds exactly."""
     seed = int(config["seed"])
     target = data.class_index(config["target"])
@@ -77,20 +77,20 @@ def prepare_unit(config: dict, data: Dataset) -> Unit:
     defence = make_defence(config)
     X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
     test = BackdoorTest(data.X_test, data.y_test, X_bt, target)  # a defence may measure mid-way
-    return Unit(seed, target, trigger, poisoned, learner, defence, X_bt, test)
+    return PreparedResult(seed, target, trigger, poisoned, learner, defence, X_bt, test)
 
 
-def run_unit(config: dict, data: Dataset) -> UnitResult:
+def run_result(config: dict, data: Dataset) -> ResultRows:
     """Poison, fit and measure one (configuration, seed). Returns the store row and curve rows."""
-    unit = prepare_unit(config, data)
-    poisoned, learner, X_bt, target = unit.poisoned, unit.learner, unit.X_bt, unit.target
+    result = prepare_result(config, data)
+    poisoned, learner, X_bt, target = result.poisoned, result.learner, result.X_bt, result.target
     recorder = None
-    if config.get("dynamics"):  # per-epoch losses of networks (trainables/dynamics.py)
-        from trainables.dynamics import watch_dynamics
+    if config.get("dynamics"):  # per-epoch losses of networks (trainables/measures/dynamics.py)
+        from trainables.measures.dynamics import watch_dynamics
 
         recorder = watch_dynamics(config, learner, poisoned, data)
     t0 = time.perf_counter()
-    defence_info = unit.train(data)
+    defence_info = result.train(data)
     fit_seconds = time.perf_counter() - t0
 
     pred_clean = learner.predict(data.X_test)
@@ -105,15 +105,17 @@ def run_unit(config: dict, data: Dataset) -> UnitResult:
         **poisoned.info,
         **defence_info,
     }
-    result = UnitResult(row=row, dynamics=recorder.rows if recorder is not None else [])
-    if config.get("influence_k"):  # influential_poison_frac (trainables/influence.py)
-        from trainables.influence import influence_for_unit
+    result = ResultRows(row=row, dynamics=recorder.rows if recorder is not None else [])
+    if config.get("influence_k"):  # influential_poison_frac (trainables/measures/influence.py)
+        from trainables.measures.influence import influence_for_result
 
-        row.update(influence_for_unit(config, learner, poisoned, data, X_bt, target))
-    if config.get("curves"):  # backdoor learning curve, slopes, ρ and ν (trainables/curves.py)
-        from trainables.curves import curve_for_unit
+        row.update(influence_for_result(config, learner, poisoned, data, X_bt, target))
+    if config.get(
+        "curves"
+    ):  # backdoor learning curve, slopes, ρ and ν (trainables/measures/curves.py)
+        from trainables.measures.curves import curve_for_result
 
-        summary, result.curves = curve_for_unit(config, poisoned, data, X_bt, target)
+        summary, result.curves = curve_for_result(config, poisoned, data, X_bt, target)
         row.update(summary)
     return result
 
@@ -131,16 +133,16 @@ def tune_trial(config: dict, data: Dataset) -> None:
     cpus = int(config.get("cpus", 1))
     every = float(config.get("report_every_s", 1.0))
     node = _node_id()
-    units = config["units"]
+    results = config["results"]
     batch: list[dict] = []
     last = time.monotonic()
     with threadpool_limits(limits=cpus):
-        for i, unit in enumerate(units):
+        for i, result in enumerate(results):
             t0 = time.time()
-            res = run_unit(unit, data)
+            res = run_result(result, data)
             batch.append(
                 {
-                    "result_id": unit["result_id"],
+                    "result_id": result["result_id"],
                     "row": res.row,
                     "curves": res.curves,
                     "dynamics": res.dynamics,
@@ -148,7 +150,7 @@ def tune_trial(config: dict, data: Dataset) -> None:
                     "finished_at": time.time(),
                 }
             )
-            if i == len(units) - 1 or time.monotonic() - last >= every:
+            if i == len(results) - 1 or time.monotonic() - last >= every:
                 tune.report({"results": batch, "node_id": node})
                 batch, last = [], time.monotonic()
 

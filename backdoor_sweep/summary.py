@@ -1,0 +1,86 @@
+"""The short summary printed at the end of `backdoor-sweep run`."""
+
+from __future__ import annotations
+
+import sys
+
+from backdoor_sweep.errors import SweepError
+
+
+def print_summary(spec, outcome, stream=None) -> None:
+    from analysis.load import load
+
+    out = stream or sys.stdout
+    axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
+    print(
+        f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out
+    )
+    print(
+        f"  ran {outcome.n_ok + outcome.n_error} ({outcome.n_ok} ok, {outcome.n_error} error), "
+        f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
+        file=out,
+    )
+    print(f"  store: {outcome.store.sweep_dir(spec.name)}", file=out)
+    try:
+        df = load(outcome.store, spec.name)
+    except SweepError as err:
+        print(f"  no robust choice: {err}", file=out)
+        return
+    if not print_choice(df, "asr", out):
+        return
+    if "slope" in df.columns and df["slope"].notna().any():
+        print_slope_summary(df, list(spec.grid), out)
+
+
+def print_slope_summary(df, axes: list[str], out) -> None:
+    """Spearman correlation of slope and ASR over the grid per poison rate; the choice by slope."""
+    import pandas as pd
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    ok = ok.assign(slope=pd.to_numeric(ok["slope"], errors="coerce"))
+    rates = sorted(ok["poison_rate"].dropna().unique()) if "poison_rate" in ok else [None]
+    grid = [c for c in axes if c != "poison_rate" and c in ok.columns]
+    for rate in rates:
+        if rate is not None and rate == 0:
+            continue  # no poison: every slope is 0
+        part = ok if rate is None else ok[ok["poison_rate"] == rate]
+        # one point per grid cell (the seeds averaged)
+        cols = ["slope", "asr", "clean_acc"]
+        cells = (part.groupby(grid, dropna=False)[cols].mean() if grid else part[cols]).dropna()
+        label = "all results" if rate is None else f"poison_rate={rate:g}"
+        accurate = (
+            cells[cells["clean_acc"] >= cells["clean_acc"].max() - 0.01] if len(cells) else cells
+        )
+        print(
+            f"  Spearman(slope, ASR) at {label}: {_spearman(cells)} over the grid; "
+            f"{_spearman(accurate)} among the cells within 0.01 of the best clean accuracy",
+            file=out,
+        )
+    print_choice(df, "slope", out)
+
+
+def print_choice(df, objective: str, out) -> bool:
+    """Print the robust choice by ``objective`` (tolerance 0.01); False when there is none."""
+    from analysis.select import select_robust
+
+    by = "" if objective == "asr" else f" by {objective}"
+    try:
+        sel = select_robust(df, clean_tolerance=0.01, objective=objective)
+    except SweepError as err:
+        print(f"  no robust choice{by}: {err}", file=out)
+        return False
+    what = "ASR" if objective == "asr" else objective
+    print(
+        f"  robust choice{by} (lowest {what} within 0.01 of the best clean accuracy): {sel.reason}",
+        file=out,
+    )
+    return True
+
+
+def _spearman(cells) -> str:
+    """'ρ (n points)', or n/a when there are too few points or a column is constant."""
+    from scipy.stats import spearmanr
+
+    if len(cells) < 3 or cells["slope"].nunique() < 2 or cells["asr"].nunique() < 2:
+        return f"n/a ({len(cells)} points)"
+    return f"{spearmanr(cells['slope'], cells['asr']).statistic:.3f} ({len(cells)} points)"

@@ -1,0 +1,381 @@
+"""Network learners as scikit-learn estimators: ``cnn``, ``mlp``, ``resnet18``, ``torch_logistic``.
+
+Each stores keyword hyperparameters in ``__init__`` and builds, seeds and trains its torch module
+in ``fit`` (SCIENCE.md §5, §8; modules in `trainables.learners.networks`, the loop in
+`trainables.learners.training`, the objective and its latent regularisers in
+`trainables.learners.regularisers`). Beyond ``fit``/``predict``/``predict_proba``/``decision_function``:
+
+- ``fit_beta(X, y, is_poison, beta)``: per-batch loss = mean loss on the batch's clean samples
+  + β · mean loss on its poisoned samples (the backdoor learning curve). Poisons keep their batch
+  slots at β = 0, so fits at different β see the same batches and differ only by β.
+- ``fit_until_plateau`` (early stopping on a validation set) and ``fine_tune`` (continue training
+  on other data) for the clean fine-tuning defence.
+
+CPU by default, with torch threads = the CPUs Ray assigned to the trial; the GPU when Ray assigned
+the trial one and CUDA is available. Same seed, same threads, CPU: identical results. torch is
+imported on first use, so validating a spec or running scikit-learn sweeps does not pay for it.
+An observer set as the attribute ``on_epoch`` (not a hyperparameter: ``clone`` drops it) is called
+as ``on_epoch(learner, epoch)`` after every training epoch (`trainables.measures.dynamics`).
+DP-SGD is not a learner hyperparameter in specs: the ``dp_sgd`` defence sets ``sampling``,
+``dp_noise``, ``max_grad_norm`` and ``dp_delta`` (constructor arguments) and reads ``dp_epsilon_``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from trainables.components import Params
+
+PosInt = Annotated[int, Field(ge=1)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class TorchParams(Params):
+    """Training hyperparameters and latent-regulariser weights shared by every network learner."""
+
+    epochs: PosInt = 10
+    batch_size: PosInt = 64
+    lr: PosFloat = 0.05
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: NonNeg = 0.0
+    augment: bool = False
+    logit_squeeze_weight: NonNeg = 0.0
+    manifold_mixup_weight: NonNeg = 0.0
+    contrastive_weight: NonNeg = 0.0
+    contrastive_margin: PosFloat = 1.0
+    #: > 0 minimises the soft nearest neighbour loss (separates classes in the latent space);
+    #: < 0 maximises it, as Frosst et al. do to entangle hidden layers
+    snnl_weight: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    snnl_temperature: PosFloat = 1.0
+
+
+class CNNParams(TorchParams):
+    cnn_width: PosInt = 16
+    hidden_units: PosInt = 64
+
+
+class MLPParams(TorchParams):
+    hidden_units: PosInt = 64
+    hidden_layers: PosInt = 1
+
+
+def ray_resources() -> tuple[int | None, bool]:
+    """(CPUs, has a GPU) Ray assigned to this worker; (None, False) outside a Ray worker."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None, False
+    try:
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode != ray.WORKER_MODE:
+            return None, False
+        cpus = ctx.get_assigned_resources().get("CPU")
+        return (max(1, int(cpus)) if cpus else None), bool(ray.get_gpu_ids())
+    except Exception:
+        return None, False
+
+
+def beta_weights(poison, beta: float, norm: float):
+    """Anchor weights of one batch: 1/B_clean on clean rows, β/B_poison on poisoned rows, times
+    B/norm (1 for shuffled batches; B/E[B] for Poisson batches normalised by the expected size)."""
+    import torch
+
+    n_p, n_c = int(poison.sum()), int((~poison).sum())
+    w = torch.where(poison, beta / max(n_p, 1), 1.0 / max(n_c, 1))
+    return w * (len(poison) / norm)
+
+
+class TorchLearner(ClassifierMixin, BaseEstimator):
+    """Shared estimator: subclasses set ``name``, ``Params`` and ``_build``."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "torch"
+    loss: ClassVar[str] = "cross_entropy"
+    Params: ClassVar[type[Params]] = TorchParams
+
+    def __init__(
+        self,
+        epochs: int = 10,
+        batch_size: int = 64,
+        lr: float = 0.05,
+        optimizer: str = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        augment: bool = False,
+        logit_squeeze_weight: float = 0.0,
+        manifold_mixup_weight: float = 0.0,
+        contrastive_weight: float = 0.0,
+        contrastive_margin: float = 1.0,
+        snnl_weight: float = 0.0,
+        snnl_temperature: float = 1.0,
+        cnn_width: int = 16,
+        hidden_units: int = 64,
+        hidden_layers: int = 1,
+        sampling: str = "shuffle",
+        dp_noise: float = 0.0,
+        max_grad_norm: float | None = None,
+        dp_delta: float = 1e-5,
+        random_state: int | None = None,
+    ):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.augment = augment
+        self.logit_squeeze_weight = logit_squeeze_weight
+        self.manifold_mixup_weight = manifold_mixup_weight
+        self.contrastive_weight = contrastive_weight
+        self.contrastive_margin = contrastive_margin
+        self.snnl_weight = snnl_weight
+        self.snnl_temperature = snnl_temperature
+        self.cnn_width = cnn_width
+        self.hidden_units = hidden_units
+        self.hidden_layers = hidden_layers
+        self.sampling = sampling
+        self.dp_noise = dp_noise
+        self.max_grad_norm = max_grad_norm
+        self.dp_delta = dp_delta
+        self.random_state = random_state
+
+    # -- construction ----------------------------------------------------------------------
+    def _build(self, in_channels: int, n_inputs: int, n_classes: int):
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def regularisers(self):
+        from trainables.learners.regularisers import Regularisers
+
+        return Regularisers(
+            logit_squeeze=self.logit_squeeze_weight,
+            manifold_mixup=self.manifold_mixup_weight,
+            contrastive=self.contrastive_weight,
+            contrastive_margin=self.contrastive_margin,
+            snnl=self.snnl_weight,
+            snnl_temperature=self.snnl_temperature,
+        )
+
+    def _config(self, **override):
+        from trainables.learners.training import TrainConfig
+
+        values = dict(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            augment=self.augment,
+            regularisers=self.regularisers(),
+            sampling=self.sampling,
+            dp_noise=self.dp_noise,
+            max_grad_norm=self.max_grad_norm,
+            seed=self.seed_,
+        )
+        values.update(override)
+        return TrainConfig(**values)
+
+    def _setup(self, X, y):
+        """Resolve seed, threads and device; build a freshly seeded model; return tensors."""
+        import torch
+
+        from trainables.learners.networks import dp_compatible
+        from trainables.learners.training import images_to_tensor
+
+        if self.random_state is None:
+            self.seed_ = int(np.random.default_rng().integers(2**31))
+        else:
+            self.seed_ = int(self.random_state)
+        cpus, gpu = ray_resources()
+        if cpus:
+            torch.set_num_threads(cpus)
+        self.device_ = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+        self.classes_ = np.unique(np.asarray(y))
+        self.input_shape_ = tuple(np.shape(X)[1:])
+        Xt = images_to_tensor(X, self.device_)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed_)
+            model = self._build(Xt.shape[1], int(np.prod(Xt.shape[1:])), len(self.classes_))
+        if self.sampling == "poisson":  # dp_sgd, baseline included: the same architecture
+            model = dp_compatible(model)
+        self.model_ = model.to(self.device_)
+        return Xt, self._label_tensor(y)
+
+    def _label_tensor(self, y):
+        import torch
+
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes_, y)
+        if np.any(idx >= len(self.classes_)) or np.any(
+            self.classes_[np.minimum(idx, len(self.classes_) - 1)] != y
+        ):
+            raise ValueError(f"labels must be among the fitted classes {self.classes_.tolist()}")
+        return torch.as_tensor(idx, dtype=torch.long, device=self.device_)
+
+    def _train(self, Xt, yt, weights, **kwargs):
+        from trainables.learners.training import Trainer
+
+        trainer = Trainer(self.model_, self._config(), self.device_)
+        hook = getattr(self, "on_epoch", None)  # an observer, e.g. trainables.measures.dynamics
+        if hook is not None:
+            inner = kwargs.get("after_epoch")
+
+            def after_epoch(epoch: int) -> bool:
+                hook(self, epoch)
+                return bool(inner(epoch)) if inner is not None else False
+
+            kwargs["after_epoch"] = after_epoch
+        self.epochs_trained_ = trainer.run(Xt, yt, weights, **kwargs)
+        self.dp_epsilon_ = trainer.epsilon(self.dp_delta)
+        self.per_sample_clipping_ = trainer.engine is not None  # Opacus was engaged
+        return trainer
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        import torch
+
+        Xt, yt = self._setup(X, y)
+        s = (
+            torch.ones(len(yt))
+            if sample_weight is None
+            else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+        )
+        self._train(Xt, yt, lambda idx, norm: s[idx] / norm)
+        return self
+
+    def fit_beta(self, X, y, is_poison, beta: float):
+        """Mean loss on each batch's clean samples + β · mean loss on its poisoned samples."""
+        import torch
+
+        Xt, yt = self._setup(X, y)
+        poison = torch.as_tensor(np.asarray(is_poison, dtype=bool))
+        self._train(Xt, yt, lambda idx, norm: beta_weights(poison[idx], float(beta), norm))
+        return self
+
+    def fit_until_plateau(self, X, y, X_val, y_val, patience: int = 5, max_epochs: int = 100):
+        """Train until validation accuracy has not improved for ``patience`` epochs; keep the best."""
+        import torch
+
+        from trainables.learners.training import images_to_tensor, predict_logits, snapshot
+
+        Xt, yt = self._setup(X, y)
+        Xv, yv = images_to_tensor(X_val, self.device_), self._label_tensor(y_val)
+        self.best_val_acc_, self.best_epoch_, best = -1.0, 0, snapshot(self.model_)
+
+        def after_epoch(epoch: int) -> bool:
+            acc = (
+                float((predict_logits(self.model_, Xv).argmax(1) == yv).float().mean())
+                if len(yv)
+                else 0.0
+            )
+            if acc > self.best_val_acc_:
+                self.best_val_acc_, self.best_epoch_ = acc, epoch
+                best.clear()
+                best.update(snapshot(self.model_))
+            return epoch - self.best_epoch_ >= patience
+
+        ones = torch.ones(len(yt))
+        self._train(
+            Xt, yt, lambda idx, norm: ones[idx] / norm, epochs=max_epochs, after_epoch=after_epoch
+        )
+        self.model_.load_state_dict(best)
+        return self
+
+    def fine_tune(self, X, y, epochs: int, lr: float | None = None):
+        """Continue training the fitted model on (X, y): plain mini-batch SGD, a fresh optimiser."""
+        import torch
+
+        from trainables.learners.training import Trainer, images_to_tensor
+
+        Xt, yt = images_to_tensor(X, self.device_), self._label_tensor(y)
+        cfg = self._config(
+            epochs=int(epochs),
+            lr=self.lr if lr is None else float(lr),
+            sampling="shuffle",
+            dp_noise=0.0,
+            max_grad_norm=None,
+            seed=self.seed_ + 1,
+        )
+        ones = torch.ones(len(yt))
+        Trainer(self.model_, cfg, self.device_).run(Xt, yt, lambda idx, norm: ones[idx] / norm)
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+    def _logits(self, X) -> np.ndarray:
+        from trainables.learners.training import images_to_tensor, predict_logits
+
+        Xt = images_to_tensor(X, self.device_)
+        return predict_logits(self.model_, Xt).double().cpu().numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self._logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Binary: logit of class 1 minus logit of class 0, shape (n,); else the logits (n, K)."""
+        z = self._logits(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self._logits(X).argmax(axis=1)]
+
+    def weight_vector(self) -> np.ndarray | None:
+        """w for a binary linear model (w₁ − w₀ of the softmax layer), else None."""
+        return None
+
+
+class CNN(TorchLearner):
+    name = "cnn"
+    Params = CNNParams
+
+    def _build(self, in_channels, n_inputs, n_classes):
+        from trainables.learners.networks import SmallCNN
+
+        return SmallCNN(in_channels, n_classes, width=self.cnn_width, hidden=self.hidden_units)
+
+
+class MLPLearner(TorchLearner):
+    name = "mlp"
+    Params = MLPParams
+
+    def _build(self, in_channels, n_inputs, n_classes):
+        from trainables.learners.networks import MLP
+
+        return MLP(n_inputs, n_classes, hidden=self.hidden_units, layers=self.hidden_layers)
+
+
+class ResNet18(TorchLearner):
+    """ResNet-18 for small images; BatchNorm becomes GroupNorm under the ``dp_sgd`` defence."""
+
+    name = "resnet18"
+
+    def _build(self, in_channels, n_inputs, n_classes):
+        from trainables.learners.networks import SmallImageResNet18
+
+        return SmallImageResNet18(in_channels, n_classes)
+
+
+class TorchLogistic(TorchLearner):
+    """Multinomial logistic regression trained by (DP-)SGD, so DP noise can be swept for it too."""
+
+    name = "torch_logistic"
+
+    def _build(self, in_channels, n_inputs, n_classes):
+        from trainables.learners.networks import LogisticModel
+
+        return LogisticModel(n_inputs, n_classes)
+
+    def weight_vector(self) -> np.ndarray | None:
+        W = self.model_.out.weight.detach().double().cpu().numpy()
+        return W[1] - W[0] if W.shape[0] == 2 else None
+
+
+TORCH_LEARNERS = (CNN, MLPLearner, ResNet18, TorchLogistic)
