@@ -20,6 +20,7 @@ import yaml
 from analysis.heatmap import heatmap_info, render_heatmap
 from analysis.page import Raw, esc, facts_html, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
+from analysis.search_views import search_section
 from analysis.select import (
     OBJECTIVES,
     Selection,
@@ -71,10 +72,12 @@ def _ci(m: dict) -> str:
 def _what_was_swept(meta: dict, df: pd.DataFrame) -> str:
     spec = meta.get("spec", {})
     grid = spec.get("grid", {})
-    sizes = " × ".join(str(len(v)) for v in grid.values()) or "1"
+    # a range ({loguniform: [low, high]}) is sampled: it counts as one value per configuration
+    sizes = " × ".join(str(len(v)) if isinstance(v, list) else "sampled" for v in grid.values())
+    sizes = sizes or "1"
     n_cells = 1
     for v in grid.values():
-        n_cells *= len(v)
+        n_cells *= len(v) if isinstance(v, list) else 1
     seeds = spec.get("seeds", [])
     counts = df["status"].value_counts().to_dict() if "status" in df else {"ok": len(df)}
     dataset = spec.get("dataset", {})
@@ -189,6 +192,11 @@ def _heatmaps(df: pd.DataFrame) -> str:
     if axes is None:
         return '<p class="muted">no heatmap: the sweep varies fewer than two axes (learner parameters and attack settings)</p>'
     x, y, facets = axes
+    from analysis.search_views import decision_rows, is_grid
+
+    df = decision_rows(df)  # a slope screen's stage one saw one attack only
+    if not is_grid(df, x, y):
+        return f'<p class="muted">no heatmap: the sampled ({esc(x)}, {esc(y)}) values are not a grid; see the search part</p>'
     parts = []
     for metric, zrange in HEATMAP_METRICS.items():
         if not _has(df, metric):
@@ -333,6 +341,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         + _what_was_swept(meta, df)
         + "<h3>recommended configuration</h3>"
         + _recommendation(sels)
+        + _shown(search_section, df, meta, clean_tolerance)
         + _shown(_heatmaps, df)
         + _curves(store, name, df)
         + _shown(_explanations, store, name, df, sels)

@@ -189,10 +189,20 @@ def heatmap(
     """A heatmap of a metric over two axes, one panel per facet value."""
     from analysis.heatmap import heatmap_info, render_heatmap
     from analysis.load import load
+    from analysis.search_views import decision_rows, is_grid, render_scatter, scatter_info
 
     st = _store(store)
     name = pick_sweep(st, sweep)
     df = load(st, name, where)
+    if not (where and "stage" in where):  # a slope screen's stage one, unless asked for
+        df = decision_rows(df)
+    if x in df.columns and y in df.columns and not is_grid(df, x, y):
+        shown = f"worst_{metric}" if agg == "worst" else metric  # worst over the attacks
+        fig = render_scatter(scatter_info(df, x, y, shown), title=f"{name}: {shown}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(out, include_plotlyjs=True, full_html=True)
+        typer.echo(f"wrote {out} (a scatter: the sampled {x} and {y} are not a grid)")
+        return
     facet = (
         None if facet in (None, "", "none") else [f.strip() for f in facet.split(",") if f.strip()]
     )

@@ -18,10 +18,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backdoor_sweep.errors import SweepError
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
+from sweep.search import (
+    Range,
+    SearchSection,
+    check_search,
+    n_configurations,
+    n_inner_cells,
+    parse_range,
+    planned_results,
+    smoke_search,
+)
 from trainables.attacks.poisoning import POISONINGS
 from trainables.attacks.triggers import TRIGGERS
 from trainables.components import Registry, describe_error, parse_params
@@ -125,12 +135,24 @@ class Spec(BaseModel):
     learner: LearnerSection
     attack: AttackSection
     defence: DefenceSection = DefenceSection()
-    grid: dict[str, list[Any]] = {}
+    #: axis -> a list of values, or (learner/defence axes, with a search algorithm) a `Range`
+    grid: dict[str, list[Any] | Range] = {}
     seeds: list[int] = [0]
     curves: CurvesSection = CurvesSection()
     explain: ExplainSection = ExplainSection()
     execution: ExecutionSection = ExecutionSection()
+    search: SearchSection = SearchSection()
     store: str = "results"
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _ranges(cls, grid: Any) -> Any:
+        """``{loguniform: [low, high]}`` and friends become a `Range` (one line if malformed)."""
+        if not isinstance(grid, dict):
+            return grid
+        return {
+            a: parse_range(f"grid.{a}", v) if isinstance(v, dict) else v for a, v in grid.items()
+        }
 
     # -- the flat configuration -------------------------------------------------------------
     def base_config(self) -> tuple[dict[str, Any], dict[str, str]]:
@@ -149,14 +171,21 @@ class Spec(BaseModel):
         return config, origins
 
     def cells(self) -> Iterator[dict[str, Any]]:
-        """Every grid point as a flat config (without the seed), in a stable order."""
+        """Every grid point as a flat config (without the seed), in a stable order.
+
+        A range contributes its two endpoints: what validation checks against the parameter's
+        allowed values."""
         base, _ = self.base_config()
         axes = list(self.grid)
-        for values in itertools.product(*(self.grid[a] for a in axes)):
+        lists = [v.endpoints() if isinstance(v, Range) else v for v in self.grid.values()]
+        for values in itertools.product(*lists):
             yield {**base, **dict(zip(axes, values, strict=True))}
 
     @property
     def n_cells(self) -> int:
+        """Grid points: configurations × attack settings (configurations sampled when searching)."""
+        if not self.search.is_default:
+            return n_configurations(self) * n_inner_cells(self)
         n = 1
         for values in self.grid.values():
             n *= len(values)
@@ -164,6 +193,9 @@ class Spec(BaseModel):
 
     @property
     def n_results(self) -> int:
+        """Results the sweep runs (at most, for a slope screen; see `sweep.search`)."""
+        if not self.search.is_default:
+            return planned_results(self)
         return self.n_cells * len(self.seeds)
 
     def inner_axes(self) -> list[str]:
@@ -179,8 +211,9 @@ class Spec(BaseModel):
     def smoke(self) -> Spec:
         """The tiny version: the first two values of every axis, the first seed, 3 βs."""
         data = self.model_dump()
-        data["grid"] = {k: v[:2] for k, v in self.grid.items()}
+        data["grid"] = {k: v[:2] if isinstance(v, list) else v for k, v in self.grid.items()}
         data["seeds"] = self.seeds[:1]
+        data["search"] = smoke_search(self, data["grid"])
         if self.curves.betas:
             betas = self.curves.betas
             data["curves"]["betas"] = sorted({betas[0], betas[len(betas) // 2], betas[-1]})
@@ -188,7 +221,10 @@ class Spec(BaseModel):
         return Spec.model_validate(data)
 
     def digest(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        if self.search == SearchSection():  # digests of sweeps from before searches existed
+            data.pop("search")
+        return stable_hash(data)
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -251,7 +287,7 @@ def validate(spec: Spec) -> None:
             raise SweepError(f"grid axis must be one of {', '.join(sorted(known))}; got {axis!r}")
         if axis == "seed":
             raise SweepError("grid axis must not be 'seed'; list seeds under 'seeds'")
-        if not values:
+        if isinstance(values, list) and not values:
             raise SweepError(f"grid.{axis} must list at least one value; got []")
     if not spec.seeds:
         raise SweepError("seeds must list at least one seed; got []")
@@ -317,6 +353,7 @@ def validate(spec: Spec) -> None:
                     f"{where} must differ from the target class {cell['target']!r}; got {src!r}"
                 )
     _check_explain(spec, info, origins)
+    check_search(spec, len(classes))
     used.add("target")
     for key in list(base) + list(spec.grid):
         if key not in used:

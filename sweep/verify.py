@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from backdoor_sweep.errors import SweepError
 from sweep.store import KEY_COLUMNS, LOCK_DIR, PART_NAME, TABLES, Store
 
-SWEEP_ENTRIES = {"sweep.json", *TABLES}
+SWEEP_ENTRIES = {"sweep.json", "searcher.pkl", *TABLES}  # searcher.pkl: an Optuna search's state
 #: result keys that are not columns of a trials row
 _NOT_COLUMNS = {"curves", "result_id"}
 
@@ -78,7 +78,6 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
     except SweepError as err:
         problems.append(str(err))
         return
-    plan = _plan(meta, folder / "sweep.json", problems)
     locked = store.is_locked(name)  # a run is writing it: temporary files are in flight
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".tmp-") and not locked:
@@ -90,6 +89,7 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
                 f"{entry}: not a file of this store (a sweep folder holds sweep.json, trials/, curves/, dynamics/)"
             )
     tables = {t: _read_parts(folder / t, t, name, problems, locked) for t in TABLES}
+    plan = _plan(meta, folder / "sweep.json", problems, tables["trials"])
     unfinished = locked or meta.get("status") != "finished"
 
     trial_rows = tables["trials"]
@@ -130,9 +130,16 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
         report.notes.append(f"{name}: {n_error} result(s) with status error (see the error column)")
 
 
-def _plan(meta: dict, path: Path, problems: list[str]) -> dict[str, dict[str, dict]] | None:
-    """trial id -> result id -> result, from the spec stored in sweep.json (None if unusable)."""
-    from sweep.plan import plan_trials
+def _plan(
+    meta: dict, path: Path, problems: list[str], trial_rows: dict[Path, dict[str, list]]
+) -> dict[str, dict[str, dict]] | None:
+    """trial id -> result id -> result, from the spec stored in sweep.json (None if unusable).
+
+    A search that is not one fixed plan (Optuna, a slope screen) is planned from its stored
+    rows as well (`sweep.searching.stored_plans`)."""
+    import pandas as pd
+
+    from sweep.searching import stored_plans
     from sweep.spec import parse_spec
 
     try:
@@ -146,7 +153,11 @@ def _plan(meta: dict, path: Path, problems: list[str]) -> dict[str, dict[str, di
         problems.append(
             f"{path}: names sweep {spec.name!r} but lies in folder {path.parent.name!r}"
         )
-    return {p.trial_id: {u["result_id"]: u for u in p.results} for p in plan_trials(spec)}
+    rows = pd.DataFrame()
+    if spec.search.staged and trial_rows:
+        rows = pd.concat([pd.DataFrame(r) for r in trial_rows.values()], ignore_index=True)
+    plans = stored_plans(spec, rows)
+    return {p.trial_id: {u["result_id"]: u for u in p.results} for p in plans}
 
 
 def _read_parts(
