@@ -1,4 +1,5 @@
-"""Running sweeps: specs, planning, launching on Ray Tune, the Parquet store, SQL and verification."""
+"""Running sweeps: specs, searches, planning, launching on Ray Tune, the Parquet store, SQL and
+verification."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ _WHERE = {
     "DefenceSection": "spec",
     "ExecutionSection": "spec",
     "ExplainSection": "spec",
+    "Objective": "search",
+    "ObjectiveTracker": "sampling",
+    "Range": "search",
+    "SCREEN_STAGE": "search",
+    "STAGE_COLUMN": "search",
+    "SAMPLER_COLUMN": "search",
+    "Screen": "screening",
+    "SearchSection": "search",
     "KEY_COLUMNS": "store",
     "LOCK_DIR": "store",
     "LearnerSection": "spec",
@@ -39,6 +48,14 @@ _WHERE = {
     "library_versions": "launcher",
     "load_spec": "spec",
     "normalise": "plan",
+    "plan_configurations": "plan",
+    "plan_of_row": "searching",
+    "probe_setting": "search",
+    "run_search": "searching",
+    "sample_configurations": "sampling",
+    "screen": "screening",
+    "stored_plans": "searching",
+    "tune_space": "sampling",
     "now_utc": "launcher",
     "parse_spec": "spec",
     "plan_trials": "plan",

@@ -187,7 +187,7 @@ def allowed_objectives(spec: Spec) -> list[str]:
         metrics += CURVE_METRICS
     if spec.explain.influence_k is not None:
         metrics.append("influential_poison_frac")
-    return metrics + [f"worst_{m}" for m in metrics if m in WORST_OF]
+    return metrics + [f"worst_{m}" for m in WORST_OF if m in metrics]
 
 
 def check_search(spec: Spec, n_classes: int) -> None:

@@ -26,7 +26,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
 from backdoor_sweep.errors import SweepError
+from sweep.sampling import configuration_key, tune_space
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,112 +49,92 @@ def population_size(num_samples: int) -> int:
     return max(4, min(50, math.ceil(num_samples / 4)))
 
 
-def make_searcher(spec: Spec):
-    """A fresh `StoreAwareOptuna` for ``spec`` (its class is built on first use: Ray is heavy)."""
-    return _searcher_class()(spec)
-
-
-_CLASS: list[type] = []
-
-
-def _searcher_class() -> type:
-    if _CLASS:
-        return _CLASS[0]
-    import optuna
-    from ray.tune.search import Searcher
-    from ray.tune.search.optuna import OptunaSearch
-
-    from sweep.sampling import configuration_key, tune_space
-
+def make_searcher(spec: Spec) -> StoreAwareOptuna:
+    """A fresh `StoreAwareOptuna` for ``spec`` (Optuna's per-trial log lines off: the store has them)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fail = optuna.trial.TrialState.FAIL
+    return StoreAwareOptuna(spec)
 
-    class StoreAwareOptuna(OptunaSearch):
-        """``OptunaSearch`` that never runs a configuration twice and catches up with the store."""
 
-        def __init__(self, spec: Spec) -> None:
-            search = spec.search
-            metrics = [o.metric for o in search.objectives]
-            modes = [o.mode for o in search.objectives]
-            if len(metrics) == 1:
-                sampler = optuna.samplers.TPESampler(seed=search.seed)
-                metric, mode = metrics[0], modes[0]
-            else:
-                sampler = optuna.samplers.NSGAIISampler(
-                    seed=search.seed, population_size=population_size(search.num_samples or 1)
+class StoreAwareOptuna(OptunaSearch):
+    """``OptunaSearch`` that never runs a configuration twice and catches up with the store."""
+
+    def __init__(self, spec: Spec) -> None:
+        search = spec.search
+        metrics = [o.metric for o in search.objectives]
+        modes = [o.mode for o in search.objectives]
+        if len(metrics) == 1:
+            sampler = optuna.samplers.TPESampler(seed=search.seed)
+            metric, mode = metrics[0], modes[0]
+        else:
+            sampler = optuna.samplers.NSGAIISampler(
+                seed=search.seed, population_size=population_size(search.num_samples or 1)
+            )
+            metric, mode = metrics, modes
+        space = OptunaSearch.convert_search_space(tune_space(spec))
+        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler)
+        self._spec = spec
+        self._keys: dict[str, str] = {}  # Tune trial id -> configuration key (trial id)
+        self._values: dict[str, Any] = {}  # configuration key -> objective values (None: failed)
+        self._taken: set[str] = set()  # configurations evaluated or being evaluated
+        self.exhausted = False
+
+    def suggest(self, trial_id: str):
+        for _ in range(MAX_REDRAWS):
+            params = super().suggest(trial_id)
+            key = configuration_key(self._spec, params)
+            if key not in self._taken:
+                self._taken.add(key)
+                self._keys[trial_id] = key
+                return params
+            ot_trial = self._ot_trials.pop(trial_id)
+            known = self._values.get(key)
+            if known is not None:
+                self._ot_study.tell(ot_trial, known)
+            else:  # its first draw is still running (or failed)
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        self.exhausted = True
+        return Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        super().on_trial_complete(trial_id, result=result, error=error)
+        key = self._keys.pop(trial_id, None)
+        if key is not None:
+            self._values[key] = None if error or not result else self._objective_of(result)
+
+    def _objective_of(self, values: dict) -> Any:
+        if isinstance(self.metric, list):
+            out = [_number(values.get(m)) for m in self.metric]
+            return None if any(v is None for v in out) else out
+        return _number(values.get(self.metric))
+
+    def catch_up(self, stored: dict[str, tuple[dict, dict]]) -> None:
+        """Forget the Tune trials of an earlier run and learn every stored configuration.
+
+        ``stored``: configuration key -> (its parameters, its objective values by metric;
+        empty when every result failed).
+        """
+        for tid, ot_trial in list(self._ot_trials.items()):
+            if tid not in self._completed_trials:  # running when the driver stopped
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        self._ot_trials.clear()
+        self._completed_trials.clear()
+        self._keys.clear()
+        for key, (params, objective) in stored.items():
+            if key in self._values:
+                continue
+            values = self._objective_of(objective) if objective else None
+            many = isinstance(values, list)
+            self._ot_study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.FAIL if values is None else TrialState.COMPLETE,
+                    values=values if many else None,
+                    value=None if many else values,
+                    params={k: params[k] for k in self._space},
+                    distributions=self._space,
                 )
-                metric, mode = metrics, modes
-            space = OptunaSearch.convert_search_space(tune_space(spec))
-            super().__init__(space=space, metric=metric, mode=mode, sampler=sampler)
-            self._spec = spec
-            self._keys: dict[str, str] = {}  # Tune trial id -> configuration key (trial id)
-            self._values: dict[
-                str, Any
-            ] = {}  # configuration key -> objective values (None: failed)
-            self._taken: set[str] = set()  # configurations evaluated or being evaluated
-            self.exhausted = False
-
-        def suggest(self, trial_id: str):
-            for _ in range(MAX_REDRAWS):
-                params = super().suggest(trial_id)
-                key = configuration_key(self._spec, params)
-                if key not in self._taken:
-                    self._taken.add(key)
-                    self._keys[trial_id] = key
-                    return params
-                ot_trial = self._ot_trials.pop(trial_id)
-                known = self._values.get(key)
-                if known is not None:
-                    self._ot_study.tell(ot_trial, known)
-                else:  # its first draw is still running (or failed)
-                    self._ot_study.tell(ot_trial, state=fail)
-            self.exhausted = True
-            return Searcher.FINISHED
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            super().on_trial_complete(trial_id, result=result, error=error)
-            key = self._keys.pop(trial_id, None)
-            if key is not None:
-                self._values[key] = None if error or not result else self._objective_of(result)
-
-        def _objective_of(self, values: dict) -> Any:
-            if isinstance(self.metric, list):
-                out = [_number(values.get(m)) for m in self.metric]
-                return None if any(v is None for v in out) else out
-            return _number(values.get(self.metric))
-
-        def catch_up(self, stored: dict[str, tuple[dict, dict]]) -> None:
-            """Forget the Tune trials of an earlier run and learn every stored configuration.
-
-            ``stored``: configuration key -> (its parameters, its objective values by metric;
-            empty when every result failed).
-            """
-            for tid, ot_trial in list(self._ot_trials.items()):
-                if tid not in self._completed_trials:  # running when the driver stopped
-                    self._ot_study.tell(ot_trial, state=fail)
-            self._ot_trials.clear()
-            self._completed_trials.clear()
-            self._keys.clear()
-            for key, (params, objective) in stored.items():
-                if key in self._values:
-                    continue
-                values = self._objective_of(objective) if objective else None
-                state = fail if values is None else optuna.trial.TrialState.COMPLETE
-                many = isinstance(values, list)
-                self._ot_study.add_trial(
-                    optuna.trial.create_trial(
-                        state=state,
-                        values=values if many else None,
-                        value=None if many else values,
-                        params={k: params[k] for k in self._space},
-                        distributions=self._space,
-                    )
-                )
-                self._values[key] = values
-            self._taken = set(self._values)
-
-    _CLASS.append(StoreAwareOptuna)
-    return StoreAwareOptuna
+            )
+            self._values[key] = values
+        self._taken = set(self._values)
 
 
 def _number(v: Any) -> float | None:

@@ -335,16 +335,23 @@ def _make_callback(writer, template: SearchTemplate, searcher, folder):
     class _SearchCallback(Callback):
         """Plans each sampled trial for the writer; saves the searcher after each part file."""
 
-        def __init__(self) -> None:
+        def __init__(self, writer, template, searcher, folder) -> None:
+            self.writer, self.template, self.searcher, self.folder = (
+                writer,
+                template,
+                searcher,
+                folder,
+            )
             self.ids: dict[str, str] = {}
 
-        def __getstate__(self):  # driver-only state (see sweep.launcher's callback)
+        # Tune pickles its run config; the writer, searcher and store live in the driver only
+        def __getstate__(self):
             return {}
 
         def _id(self, trial) -> str:
             if trial.trial_id not in self.ids:
-                plan = template.plan(trial.config)
-                writer.add_plan(plan)
+                plan = self.template.plan(trial.config)
+                self.writer.add_plan(plan)
                 self.ids[trial.trial_id] = plan.trial_id
             return self.ids[trial.trial_id]
 
@@ -352,21 +359,21 @@ def _make_callback(writer, template: SearchTemplate, searcher, folder):
             self._id(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            writer.result(self._id(trial), result)
-            result.pop("results", None)
+            self.writer.result(self._id(trial), result)
+            result.pop("results", None)  # the rows are in the writer now (see sweep.launcher)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            writer.complete(self._id(trial))
-            save_state(searcher, folder)
+            self.writer.complete(self._id(trial))
+            save_state(self.searcher, self.folder)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            writer.complete(self._id(trial), error=_trial_error_text(trial))
-            save_state(searcher, folder)
+            self.writer.complete(self._id(trial), error=_trial_error_text(trial))
+            save_state(self.searcher, self.folder)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            writer.retry(self._id(trial), trial.num_failures, _trial_error_text(trial))
+            self.writer.retry(self._id(trial), trial.num_failures, _trial_error_text(trial))
 
-    return _SearchCallback()
+    return _SearchCallback(writer, template, searcher, folder)
 
 
 # -- the plan of a stored sweep --------------------------------------------------------------
