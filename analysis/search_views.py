@@ -252,8 +252,15 @@ def search_section(df: pd.DataFrame, meta: dict, clean_tolerance: float = 0.01) 
         from analysis.pareto import pareto_points, render_pareto
 
         points = pareto_points(decide, x="clean_acc", y=objective, axes=axes)
+        try:  # ring the robust choice by the same objective
+            chosen = select_robust(
+                df, clean_tolerance=clean_tolerance, objective=objective, axes=axes
+            ).choice
+        except SweepError:
+            chosen = None
         title = f"Pareto front of the searched configurations: clean accuracy vs {objective}"
-        parts.append(figure_html(render_pareto(points, "clean_acc", objective, title=title)))
+        fig = render_pareto(points, "clean_acc", objective, highlight=chosen, title=title)
+        parts.append(figure_html(fig))
     if search.get("strategy") == "slope_screen":
         parts.append(_screen_html(df, search))
     try:
