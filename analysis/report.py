@@ -20,7 +20,7 @@ import yaml
 from analysis.heatmap import heatmap_info, render_heatmap
 from analysis.page import Raw, esc, facts_html, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
-from analysis.search_views import search_section
+from analysis.search_views import decision_rows, is_grid, search_section
 from analysis.select import (
     OBJECTIVES,
     Selection,
@@ -192,8 +192,6 @@ def _heatmaps(df: pd.DataFrame) -> str:
     if axes is None:
         return '<p class="muted">no heatmap: the sweep varies fewer than two axes (learner parameters and attack settings)</p>'
     x, y, facets = axes
-    from analysis.search_views import decision_rows, is_grid
-
     df = decision_rows(df)  # a slope screen's stage one saw one attack only
     if not is_grid(df, x, y):
         return f'<p class="muted">no heatmap: the sampled ({esc(x)}, {esc(y)}) values are not a grid; see the search part</p>'

@@ -22,6 +22,7 @@ The kept configurations follow from the stored stage-one rows alone, so ``resume
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +30,13 @@ import numpy as np
 
 from sweep.plan import TrialPlan, grid_configurations, plan_configurations
 from sweep.search import FULL_STAGE, SCREEN_STAGE, STAGE_COLUMN, n_keep, probe_setting
+from sweep.searching import format_values, run_plans, stored_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sweep.spec import Spec
+    from sweep.store import Store
 
 #: β grid of stage one when the spec's curves are off: β = 0 (the slope) and one poisoned fit
 SCREEN_BETAS = [0.0, 1.0]
@@ -153,3 +156,61 @@ def screen_summary(spec: Spec, screened: Screen | None, n_screen: int, n_full: i
     if screened is not None:
         out.update(screened.as_dict())
     return out
+
+
+class ScreenRun:
+    """Run a slope screen: stage one, the screen, stage two (`sweep.searching.run_search`)."""
+
+    def __init__(self, spec: Spec, store: Store) -> None:
+        self.spec, self.store = spec, store
+        self.stage_one = screen_plans(spec)
+        self.n_configurations = len(self.stage_one)
+        self.screened = None
+        self.stage_two: list[TrialPlan] | None = None
+
+    def _done(self) -> set[str]:
+        return (
+            self.store.done_trials(self.spec.name) if self.store.exists(self.spec.name) else set()
+        )
+
+    def _screen(self) -> None:
+        self.screened = screen(self.spec, self.stage_one, stored_rows(self.store, self.spec.name))
+        self.stage_two = full_plans(self.spec, self.screened.kept)
+
+    def pending(self) -> bool:
+        done = self._done()
+        if {p.trial_id for p in self.stage_one} - done:
+            return True
+        self._screen()
+        return bool({p.trial_id for p in self.stage_two or []} - done)
+
+    def run(self, data, counts: dict, show_progress: bool) -> bool:
+        total = sum(len(p.results) for p in self.stage_one)
+        print(
+            f"stage one: {len(self.stage_one)} configurations at the probe "
+            f"({format_values(probe_setting(self.spec))}) x {len(self.spec.seeds)} seeds = {total} "
+            f"results; stage two runs the full attack grid on at most "
+            f"{n_keep(self.spec.search, len(self.stage_one))} of them",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not run_plans(self.spec, self.store, data, self.stage_one, counts, show_progress):
+            return False
+        self._screen()
+        kept = ", ".join(format_values(c) for c in self.screened.kept) or "none"
+        print(
+            f"stage two: the full attack grid on {len(self.stage_two)} of "
+            f"{self.screened.n_eligible} accurate configurations: {kept}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return run_plans(self.spec, self.store, data, self.stage_two, counts, show_progress)
+
+    def n_results(self) -> int:
+        plans = self.stage_one + (self.stage_two or [])
+        return sum(len(p.results) for p in plans)
+
+    def summary(self) -> dict:
+        n_one = sum(len(p.results) for p in self.stage_one)
+        n_two = sum(len(p.results) for p in self.stage_two or [])
+        return screen_summary(self.spec, self.screened, n_one, n_two)

@@ -15,6 +15,13 @@ It adds what a sweep needs around it:
   trials that were running when the driver stopped as failed, and tells the study about every
   configuration of the store it does not know yet (one stored between the part and the state).
   The store stays the truth: a lost state file costs the sampler's memory, never a result.
+
+`OptunaRun` runs it: one ``Tuner`` with ``search_alg`` = the searcher and ``num_samples`` = the
+configurations still missing. A trial gets the sampled configuration, plans its results (every
+attack setting × seed, `sweep.plan.plan_configurations`) and reports its objective values over
+them with every batch (`sweep.sampling.ObjectiveTracker`); the searcher reads the last report.
+The driver's callback hands each trial's plan to the writer when the trial starts and saves the
+searcher after each trial's part file.
 """
 
 from __future__ import annotations
@@ -22,7 +29,11 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import shutil
+import sys
+import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +43,16 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from backdoor_sweep.errors import SweepError
+from sweep.plan import TrialPlan, plan_configurations
+from sweep.progress import Progress
 from sweep.sampling import configuration_key, tune_space
+from sweep.searching import stored_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sweep.spec import Spec
+    from sweep.store import Store
 
 STATE_FILE = "searcher.pkl"
 #: repeated draws in a row after which the space counts as exhausted
@@ -190,3 +205,193 @@ def stored_objectives(spec: Spec, df: pd.DataFrame) -> dict[str, tuple[dict, dic
 
 def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
+
+
+# -- the run ----------------------------------------------------------------------------------
+@dataclass
+class SearchTemplate:
+    """What an Optuna trial needs to plan and score its configuration (sent once, by reference)."""
+
+    spec: Any
+    objectives: list[str]
+    settings: list[str]
+    cpus: int
+
+    def plan(self, configuration: dict) -> TrialPlan:
+        return plan_configurations(self.spec, [dict(configuration)])[0]
+
+
+class OptunaRun:
+    """Run (or finish) an Optuna search with one Tuner (`sweep.searching.run_search`)."""
+
+    def __init__(self, spec: Spec, store: Store) -> None:
+        self.spec, self.store = spec, store
+        self.n_configurations = int(spec.search.num_samples or 0)
+        self.searcher = None
+
+    def _stored_configurations(self) -> int:
+        df = stored_rows(self.store, self.spec.name)
+        return int(df["trial_id"].nunique()) if not df.empty else 0
+
+    def pending(self) -> bool:
+        return self._stored_configurations() < self.n_configurations
+
+    def run(self, data, counts: dict, show_progress: bool) -> bool:
+        spec = self.spec
+        df = stored_rows(self.store, spec.name)
+        stored = stored_objectives(spec, df) if not df.empty else {}
+        counts["skipped"] += len(df)
+        self.searcher = make_searcher(spec)
+        folder = self.store.sweep_dir(spec.name)
+        restored = restore_state(self.searcher, folder)
+        self.searcher.catch_up(stored)
+        remaining = self.n_configurations - len(stored)
+        if remaining <= 0:
+            return True
+        print(
+            f"{spec.search.sampler}: {remaining} of {self.n_configurations} configurations to run"
+            + (f" ({len(stored)} stored; searcher state restored)" if restored else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        per_config = len(self.template().plan(_any_configuration(spec)).results)
+        progress = Progress(total=remaining * per_config, enabled=show_progress)
+        from sweep.launcher import StoreWriter
+
+        writer = StoreWriter(spec, self.store, [], progress)
+        try:
+            self._fit(data, writer, remaining, folder)
+        finally:
+            progress.close()
+            counts["ok"] += writer.n_ok
+            counts["error"] += writer.n_error
+        return self.searcher.exhausted or self._stored_configurations() >= self.n_configurations
+
+    def template(self) -> SearchTemplate:
+        spec = self.spec
+        return SearchTemplate(
+            spec,
+            [o.metric for o in spec.search.objectives],
+            spec.inner_axes(),
+            max(1, int(spec.execution.cpus_per_trial)),
+        )
+
+    def _fit(self, data, writer, remaining: int, folder) -> None:
+        from ray import tune
+
+        spec = self.spec
+        trainable = tune.with_resources(
+            tune.with_parameters(_search_trial, data=data, template=self.template()),
+            {"cpu": spec.execution.cpus_per_trial, "gpu": spec.execution.gpus_per_trial},
+        )
+        scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
+        callback = _make_callback(writer, self.template(), self.searcher, folder)
+        try:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=self.searcher,
+                    num_samples=remaining,
+                    max_concurrent_trials=spec.search.max_concurrent
+                    or spec.execution.max_concurrent_trials,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=spec.name,
+                    storage_path=scratch,
+                    verbose=0,
+                    callbacks=[callback],
+                    failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
+                ),
+            )
+            tuner.fit()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def n_results(self) -> int:
+        return len(stored_rows(self.store, self.spec.name))
+
+    def summary(self) -> dict:
+        df = stored_rows(self.store, self.spec.name)
+        return {
+            "algorithm": "optuna",
+            "strategy": "full",
+            "sampler": self.spec.search.sampler,
+            "configurations": int(df["trial_id"].nunique()) if not df.empty else 0,
+            "results": len(df),
+            "exhausted": bool(getattr(self.searcher, "exhausted", False)),
+        }
+
+
+def _any_configuration(spec: Spec) -> dict:
+    from sweep.plan import outer_axes
+    from sweep.search import Range
+
+    return {
+        a: spec.grid[a].endpoints()[0] if isinstance(spec.grid[a], Range) else spec.grid[a][0]
+        for a in outer_axes(spec)
+    }
+
+
+def _search_trial(config: dict, data, template: SearchTemplate) -> None:
+    """One Optuna trial: plan the sampled configuration's results, run them, report objectives."""
+    from sweep.sampling import ObjectiveTracker
+    from trainables.trial import tune_trial
+
+    plan = template.plan(config)
+    tracker = ObjectiveTracker(template.objectives, plan.results, template.settings)
+    tune_trial(
+        {"trial_id": plan.trial_id, "cpus": template.cpus, "results": plan.results},
+        data,
+        summarise=tracker,
+    )
+
+
+def _make_callback(writer, template: SearchTemplate, searcher, folder):
+    from ray.tune import Callback
+
+    from sweep.launcher import _trial_error_text
+    from sweep.searcher import save_state
+
+    class _SearchCallback(Callback):
+        """Plans each sampled trial for the writer; saves the searcher after each part file."""
+
+        def __init__(self, writer, template, searcher, folder) -> None:
+            self.writer, self.template, self.searcher, self.folder = (
+                writer,
+                template,
+                searcher,
+                folder,
+            )
+            self.ids: dict[str, str] = {}
+
+        # Tune pickles its run config; the writer, searcher and store live in the driver only
+        def __getstate__(self):
+            return {}
+
+        def _id(self, trial) -> str:
+            if trial.trial_id not in self.ids:
+                plan = self.template.plan(trial.config)
+                self.writer.add_plan(plan)
+                self.ids[trial.trial_id] = plan.trial_id
+            return self.ids[trial.trial_id]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._id(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.writer.result(self._id(trial), result)
+            result.pop("results", None)  # the rows are in the writer now (see sweep.launcher)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.writer.complete(self._id(trial))
+            save_state(self.searcher, self.folder)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.writer.complete(self._id(trial), error=_trial_error_text(trial))
+            save_state(self.searcher, self.folder)
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self.writer.retry(self._id(trial), trial.num_failures, _trial_error_text(trial))
+
+    return _SearchCallback(writer, template, searcher, folder)

@@ -6,21 +6,13 @@ and record in sweep.json what they did (``search``: configurations, results per 
 full grid would have cost, the screen's table). `stored_plans` is the plan `verify` checks a
 store against; `plan_of_row` the plan `explain` rebuilds a result from.
 
-**Optuna.** One ``Tuner`` with ``search_alg`` = `sweep.searcher.StoreAwareOptuna` and
-``num_samples`` = the configurations still to run. A trial gets the sampled configuration,
-plans its results (every attack setting × seed, `sweep.plan.plan_configurations`) and reports
-its objective values over them with every batch (`sweep.sampling.ObjectiveTracker`); the
-searcher reads the last report. The driver's callback registers each trial's plan with the
-writer when it starts and saves the searcher after each trial's part file is written.
+The runs themselves: `sweep.searcher.OptunaRun` and `sweep.screening.ScreenRun` — each says
+whether anything is left (``pending``), runs it (``run``) and what to record (``summary``).
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweep.plan import TrialPlan, plan_configurations, plan_trials
@@ -53,11 +45,11 @@ def run_search(
     with store.lock(spec.name):
         _check_existing(spec, store, resume=resume, overwrite=overwrite)
         data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
-        run = (
-            _OptunaRun(spec, store)
-            if spec.search.algorithm == "optuna"
-            else _ScreenRun(spec, store)
-        )
+        if spec.search.algorithm == "optuna":
+            from sweep.searcher import OptunaRun as Run
+        else:
+            from sweep.screening import ScreenRun as Run
+        run = Run(spec, store)
         started = init_ray(address, num_cpus) if run.pending() else False
         meta, _ = open_meta(spec, store, run.n_configurations)
         counts = {"ok": 0, "error": 0, "skipped": 0}
@@ -90,84 +82,19 @@ def run_search(
     )
 
 
-def _stored(store: Store, name: str) -> pd.DataFrame:
+def stored_rows(store: Store, name: str) -> pd.DataFrame:
     import pandas as pd
 
     return store.read_table("trials", name) if store.exists(name) else pd.DataFrame()
 
 
-# -- slope screening -------------------------------------------------------------------------
-class _ScreenRun:
-    def __init__(self, spec: Spec, store: Store) -> None:
-        from sweep.screening import screen_plans
-
-        self.spec, self.store = spec, store
-        self.stage_one = screen_plans(spec)
-        self.n_configurations = len(self.stage_one)
-        self.screened = None
-        self.stage_two: list[TrialPlan] | None = None
-
-    def _done(self) -> set[str]:
-        return (
-            self.store.done_trials(self.spec.name) if self.store.exists(self.spec.name) else set()
-        )
-
-    def _screen(self) -> None:
-        from sweep.screening import full_plans, screen
-
-        self.screened = screen(self.spec, self.stage_one, _stored(self.store, self.spec.name))
-        self.stage_two = full_plans(self.spec, self.screened.kept)
-
-    def pending(self) -> bool:
-        done = self._done()
-        if {p.trial_id for p in self.stage_one} - done:
-            return True
-        self._screen()
-        return bool({p.trial_id for p in self.stage_two or []} - done)
-
-    def run(self, data, counts: dict, show_progress: bool) -> bool:
-        from sweep.search import n_keep, probe_setting
-
-        total = sum(len(p.results) for p in self.stage_one)
-        print(
-            f"stage one: {len(self.stage_one)} configurations at the probe "
-            f"({_format(probe_setting(self.spec))}) x {len(self.spec.seeds)} seeds = {total} "
-            f"results; stage two runs the full attack grid on at most "
-            f"{n_keep(self.spec.search, len(self.stage_one))} of them",
-            file=sys.stderr,
-            flush=True,
-        )
-        if not _run_plans(self.spec, self.store, data, self.stage_one, counts, show_progress):
-            return False
-        self._screen()
-        kept = ", ".join(_format(c) for c in self.screened.kept) or "none"
-        print(
-            f"stage two: the full attack grid on {len(self.stage_two)} of "
-            f"{self.screened.n_eligible} accurate configurations: {kept}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return _run_plans(self.spec, self.store, data, self.stage_two, counts, show_progress)
-
-    def n_results(self) -> int:
-        plans = self.stage_one + (self.stage_two or [])
-        return sum(len(p.results) for p in plans)
-
-    def summary(self) -> dict:
-        from sweep.screening import screen_summary
-
-        n_one = sum(len(p.results) for p in self.stage_one)
-        n_two = sum(len(p.results) for p in self.stage_two or [])
-        return screen_summary(self.spec, self.screened, n_one, n_two)
-
-
-def _format(values: dict) -> str:
+def format_values(values: dict) -> str:
     return ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
 
 
-def _run_plans(spec, store, data, plans, counts, show_progress) -> bool:
+def run_plans(spec, store, data, plans, counts, show_progress) -> bool:
     """Run the plans without a part file; True when every plan has one afterwards."""
     from sweep.launcher import StoreWriter, _fit
 
@@ -184,196 +111,6 @@ def _run_plans(spec, store, data, plans, counts, show_progress) -> bool:
             counts["ok"] += writer.n_ok
             counts["error"] += writer.n_error
     return store.done_trials(spec.name) >= {p.trial_id for p in plans}
-
-
-# -- Optuna ----------------------------------------------------------------------------------
-@dataclass
-class SearchTemplate:
-    """What an Optuna trial needs to plan and score its configuration (sent once, by reference)."""
-
-    spec: Any
-    objectives: list[str]
-    settings: list[str]
-    cpus: int
-
-    def plan(self, configuration: dict) -> TrialPlan:
-        return plan_configurations(self.spec, [dict(configuration)])[0]
-
-
-class _OptunaRun:
-    def __init__(self, spec: Spec, store: Store) -> None:
-        self.spec, self.store = spec, store
-        self.n_configurations = int(spec.search.num_samples or 0)
-        self.searcher = None
-
-    def _stored_configurations(self) -> int:
-        df = _stored(self.store, self.spec.name)
-        return int(df["trial_id"].nunique()) if not df.empty else 0
-
-    def pending(self) -> bool:
-        return self._stored_configurations() < self.n_configurations
-
-    def run(self, data, counts: dict, show_progress: bool) -> bool:
-        from sweep.searcher import make_searcher, restore_state, stored_objectives
-
-        spec = self.spec
-        df = _stored(self.store, spec.name)
-        stored = stored_objectives(spec, df) if not df.empty else {}
-        counts["skipped"] += len(df)
-        self.searcher = make_searcher(spec)
-        folder = self.store.sweep_dir(spec.name)
-        restored = restore_state(self.searcher, folder)
-        self.searcher.catch_up(stored)
-        remaining = self.n_configurations - len(stored)
-        if remaining <= 0:
-            return True
-        print(
-            f"{spec.search.sampler}: {remaining} of {self.n_configurations} configurations to run"
-            + (f" ({len(stored)} stored; searcher state restored)" if restored else ""),
-            file=sys.stderr,
-            flush=True,
-        )
-        per_config = len(self.template().plan(_any_configuration(spec)).results)
-        progress = Progress(total=remaining * per_config, enabled=show_progress)
-        from sweep.launcher import StoreWriter
-
-        writer = StoreWriter(spec, self.store, [], progress)
-        try:
-            self._fit(data, writer, remaining, folder)
-        finally:
-            progress.close()
-            counts["ok"] += writer.n_ok
-            counts["error"] += writer.n_error
-        return self.searcher.exhausted or self._stored_configurations() >= self.n_configurations
-
-    def template(self) -> SearchTemplate:
-        spec = self.spec
-        return SearchTemplate(
-            spec,
-            [o.metric for o in spec.search.objectives],
-            spec.inner_axes(),
-            max(1, int(spec.execution.cpus_per_trial)),
-        )
-
-    def _fit(self, data, writer, remaining: int, folder) -> None:
-        from ray import tune
-
-        spec = self.spec
-        trainable = tune.with_resources(
-            tune.with_parameters(_search_trial, data=data, template=self.template()),
-            {"cpu": spec.execution.cpus_per_trial, "gpu": spec.execution.gpus_per_trial},
-        )
-        scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
-        callback = _make_callback(writer, self.template(), self.searcher, folder)
-        try:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=self.searcher,
-                    num_samples=remaining,
-                    max_concurrent_trials=spec.search.max_concurrent
-                    or spec.execution.max_concurrent_trials,
-                    reuse_actors=True,
-                ),
-                run_config=tune.RunConfig(
-                    name=spec.name,
-                    storage_path=scratch,
-                    verbose=0,
-                    callbacks=[callback],
-                    failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
-                ),
-            )
-            tuner.fit()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-    def n_results(self) -> int:
-        return len(_stored(self.store, self.spec.name))
-
-    def summary(self) -> dict:
-        df = _stored(self.store, self.spec.name)
-        return {
-            "algorithm": "optuna",
-            "strategy": "full",
-            "sampler": self.spec.search.sampler,
-            "configurations": int(df["trial_id"].nunique()) if not df.empty else 0,
-            "results": len(df),
-            "exhausted": bool(getattr(self.searcher, "exhausted", False)),
-        }
-
-
-def _any_configuration(spec: Spec) -> dict:
-    from sweep.plan import outer_axes
-    from sweep.search import Range
-
-    return {
-        a: spec.grid[a].endpoints()[0] if isinstance(spec.grid[a], Range) else spec.grid[a][0]
-        for a in outer_axes(spec)
-    }
-
-
-def _search_trial(config: dict, data, template: SearchTemplate) -> None:
-    """One Optuna trial: plan the sampled configuration's results, run them, report objectives."""
-    from sweep.sampling import ObjectiveTracker
-    from trainables.trial import tune_trial
-
-    plan = template.plan(config)
-    tracker = ObjectiveTracker(template.objectives, plan.results, template.settings)
-    tune_trial(
-        {"trial_id": plan.trial_id, "cpus": template.cpus, "results": plan.results},
-        data,
-        summarise=tracker,
-    )
-
-
-def _make_callback(writer, template: SearchTemplate, searcher, folder):
-    from ray.tune import Callback
-
-    from sweep.launcher import _trial_error_text
-    from sweep.searcher import save_state
-
-    class _SearchCallback(Callback):
-        """Plans each sampled trial for the writer; saves the searcher after each part file."""
-
-        def __init__(self, writer, template, searcher, folder) -> None:
-            self.writer, self.template, self.searcher, self.folder = (
-                writer,
-                template,
-                searcher,
-                folder,
-            )
-            self.ids: dict[str, str] = {}
-
-        # Tune pickles its run config; the writer, searcher and store live in the driver only
-        def __getstate__(self):
-            return {}
-
-        def _id(self, trial) -> str:
-            if trial.trial_id not in self.ids:
-                plan = self.template.plan(trial.config)
-                self.writer.add_plan(plan)
-                self.ids[trial.trial_id] = plan.trial_id
-            return self.ids[trial.trial_id]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._id(trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.writer.result(self._id(trial), result)
-            result.pop("results", None)  # the rows are in the writer now (see sweep.launcher)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.writer.complete(self._id(trial))
-            save_state(self.searcher, self.folder)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.writer.complete(self._id(trial), error=_trial_error_text(trial))
-            save_state(self.searcher, self.folder)
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            self.writer.retry(self._id(trial), trial.num_failures, _trial_error_text(trial))
-
-    return _SearchCallback(writer, template, searcher, folder)
 
 
 # -- the plan of a stored sweep --------------------------------------------------------------

@@ -86,7 +86,7 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
             )
         elif entry.name not in SWEEP_ENTRIES and not entry.name.startswith(".tmp-"):
             problems.append(
-                f"{entry}: not a file of this store (a sweep folder holds sweep.json, trials/, curves/, dynamics/)"
+                f"{entry}: not a file of this store (a sweep folder holds sweep.json, trials/, curves/, dynamics/ and an Optuna search's searcher.pkl)"
             )
     tables = {t: _read_parts(folder / t, t, name, problems, locked) for t in TABLES}
     plan = _plan(meta, folder / "sweep.json", problems, tables["trials"])
