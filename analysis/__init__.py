@@ -48,7 +48,7 @@ _WHERE = {
     "pareto_front": "pareto",
     "pareto_points": "pareto",
     "rebuild": "explain",
-    "render_heatmap": "heatmap",
+    "render_heatmap": "heatmap_figure",
     "render_pareto": "pareto",
     "report_html": "report",
     "select_robust": "select",

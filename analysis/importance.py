@@ -128,6 +128,14 @@ def importance_info(
     for m in wanted:
         imp = decompose(df, m)
         info.metrics.append(imp)
+        if imp.total_variance == 0:
+            info.notes.append(f"{m} is the same in every result: there is no variance to share")
+            continue
+        if imp.n_results == imp.n_cells and imp.axes:
+            info.notes.append(
+                f"{m}: one result per cell (one seed): the spread between seeds is not measured "
+                "and is part of the interactions"
+            )
         if not imp.balanced:
             info.notes.append(
                 f"{m}: {imp.n_cells} cells with unequal numbers of results (failed results?): "

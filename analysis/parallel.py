@@ -128,8 +128,7 @@ def render_parallel(info: ParallelInfo, title: str | None = None):
         title=title
         or f"every grid cell, coloured by {info.colour}<br><sup>seed means; drag along an axis "
         "to select a range</sup>",
-        title_y=0.97,
-        height=480,
-        margin={"l": 70, "r": 40, "t": 130, "b": 30},
+        height=460,
+        margin={"l": 70, "r": 40, "t": 110, "b": 30},
     )
     return fig

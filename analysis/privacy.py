@@ -23,7 +23,6 @@ from analysis.select import (
     configuration_metric,
     format_choice,
 )
-from analysis.verdict import dp_delta, has_epsilon
 from backdoor_sweep.errors import SweepError
 
 SERIES = (
@@ -31,6 +30,53 @@ SERIES = (
     ("asr", "mean ASR", "#b2182b"),
     ("worst_asr", "worst-case ASR", "#67001f"),
 )
+
+
+def epsilon_text(eps: dict) -> str:
+    """ε at δ in words; no noise means no finite ε."""
+    if eps.get("mean") is None:
+        return f"no DP guarantee (ε = ∞ at δ = {eps['delta']:g})"
+    return f"ε = {eps['mean']:.2f} at δ = {eps['delta']:g}"
+
+
+def dp_delta(df: pd.DataFrame) -> float:
+    """δ of the sweep's DP-SGD: the stored value, else the defence's default."""
+    if "dp_delta" in df.columns and df["dp_delta"].notna().any():
+        return float(df["dp_delta"].dropna().iloc[0])
+    from trainables.defences import DPSGDParams
+
+    return float(DPSGDParams.model_fields["dp_delta"].default)
+
+
+def has_epsilon(df: pd.DataFrame) -> bool:
+    """Did the sweep record a finite ε anywhere?"""
+    return (
+        "dp_epsilon" in df.columns
+        and pd.to_numeric(df["dp_epsilon"], errors="coerce").notna().any()
+    )
+
+
+def epsilon_at(df: pd.DataFrame, axes: list[str], choice: dict) -> dict | None:
+    """ε of configuration ``choice`` (mean, std, n over seeds) with δ; None without DP-SGD."""
+    if not is_private(df):
+        return None
+    delta = dp_delta(df)
+    try:
+        table = configuration_metric(df, axes, "dp_epsilon")
+    except SweepError:  # DP-SGD at σ = 0 only: no finite ε anywhere
+        return {"mean": None, "std": None, "n": 0, "delta": delta}
+    row = table
+    for a in axes:
+        row = row[row[a] == choice[a]]
+    if row.empty or pd.isna(row.iloc[0]["mean"]):
+        return {"mean": None, "std": None, "n": 0, "delta": delta}
+    r = row.iloc[0]
+    return {
+        "mean": float(r["mean"]),
+        "std": None if pd.isna(r["std"]) else float(r["std"]),
+        "n": int(r["n"]),
+        "delta": delta,
+    }
 
 
 @dataclass

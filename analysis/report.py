@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.heatmap import default_axes, heatmap_info, render_heatmap
+from analysis.heatmap import default_axes, heatmap_info
+from analysis.heatmap_figure import render_heatmap
 from analysis.page import esc, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
 from analysis.provenance import swept_html
@@ -223,13 +224,13 @@ def _explanations(
     return f'<h3>explanations</h3><p class="note">{esc(note)}</p>' + "".join(parts)
 
 
-def _pareto(df: pd.DataFrame, chosen: dict | None) -> str:
+def _pareto(df: pd.DataFrame, chosen: dict | None, tol: float) -> str:
     parts = []
     for y in ("asr", "slope"):
         if not _has(df, y) or not choice_axes(df):
             continue
         points = pareto_points(df, x="clean_acc", y=y)
-        fig = render_pareto(points, "clean_acc", y, highlight=chosen)
+        fig = render_pareto(points, "clean_acc", y, highlight=chosen, clean_tolerance=tol)
         front = points[points["on_front"]]
         rows = [
             (r["label"], f"{r['clean_acc']:.3f}", f"{r[y]:.3f}") for r in front.to_dict("records")
@@ -295,7 +296,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         + _shown(_explanations, store, name, df, sels, chosen)
         + "<h3>Pareto front</h3>"
         + (
-            _shown(_pareto, df, chosen)
+            _shown(_pareto, df, chosen, clean_tolerance)
             or '<p class="muted">nothing to draw: it needs successful results and a varying learner parameter</p>'
         )
         + _errors(df)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from analysis.privacy import dp_delta, epsilon_at, epsilon_text, has_epsilon
 from analysis.select import (
     Selection,
     attack_axes,
@@ -74,6 +75,7 @@ class Verdict:
     n_accurate: int
     n_configurations: int
     epsilon: dict | None = None  # {"mean", "std", "n", "delta"}; None without DP-SGD
+    privacy: str | None = None  # DP-SGD: the most private accurate configuration, in words
     selections: dict[str, Selection] = field(default_factory=dict, repr=False)
 
     @property
@@ -94,13 +96,6 @@ class Verdict:
 def _num(m: dict) -> str:
     ci = f" (95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f})" if m.get("ci_low") is not None else ""
     return f"{m['mean']:.3f}{ci}"
-
-
-def epsilon_text(eps: dict) -> str:
-    """ε at δ in words; no noise means no finite ε."""
-    if eps.get("mean") is None:
-        return f"no DP guarantee (ε = ∞ at δ = {eps['delta']:g})"
-    return f"ε = {eps['mean']:.2f} at δ = {eps['delta']:g}"
 
 
 def _row_stats(table: pd.DataFrame, axes: list[str], choice: dict, prefix: str) -> dict | None:
@@ -217,7 +212,8 @@ def verdict_info(
         best_clean=float(sel.table["clean_acc"].max()),
         n_accurate=int(sel.table["eligible"].sum()),
         n_configurations=len(sel.table),
-        epsilon=_epsilon(df, sel.axes, rec.choice),
+        epsilon=epsilon_at(df, sel.axes, rec.choice),
+        privacy=_most_private(df, sels, rec),
         selections=sels,
     )
 
@@ -323,37 +319,47 @@ def _plain(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def dp_delta(df: pd.DataFrame) -> float:
-    """δ of the sweep's DP-SGD: the stored value, else the defence's default."""
-    if "dp_delta" in df.columns and df["dp_delta"].notna().any():
-        return float(df["dp_delta"].dropna().iloc[0])
-    from trainables.defences import DPSGDParams
-
-    return float(DPSGDParams.model_fields["dp_delta"].default)
-
-
-def has_epsilon(df: pd.DataFrame) -> bool:
+def _most_private(df: pd.DataFrame, sels: dict[str, Selection], rec: Pick) -> str | None:
+    """DP-SGD: the accurate configuration with the smallest ε, and what it costs or buys."""
+    sel = sels["asr"]
+    if not has_epsilon(df) or not sel.axes:
+        return None
+    eps = configuration_metric(df, sel.axes, "dp_epsilon")[[*sel.axes, "mean"]]
+    table = sel.table[sel.table["eligible"]].merge(eps, on=sel.axes, how="inner")
+    table = table[table["mean"].notna()].sort_values("mean", kind="mergesort")
+    if table.empty:
+        return "No accurate configuration has a finite ε: none of them is differentially private."
+    best = table.iloc[0]
+    choice = {a: best[a] for a in sel.axes}
+    text = f"ε = {best['mean']:.2f} at δ = {dp_delta(df):g}"
+    if format_choice(choice) == format_choice(rec.choice):
+        return f"The recommended configuration is also the most private accurate one ({text})."
+    pick = _pick("asr", {**sels, "asr": _as_choice(sel, choice)})
+    worst = pick.values.get("worst_asr")
     return (
-        "dp_epsilon" in df.columns
-        and pd.to_numeric(df["dp_epsilon"], errors="coerce").notna().any()
+        f"The most private accurate configuration, {format_choice(choice)} ({text}), has clean "
+        f"accuracy {pick.values['clean_acc']['mean']:.3f} and ASR {pick.values['asr']['mean']:.3f}"
+        + (f" (worst case {worst['mean']:.3f})" if worst else "")
+        + f", against {rec.values['asr']['mean']:.3f} for the recommended one."
     )
 
 
-def _epsilon(df: pd.DataFrame, axes: list[str], choice: dict) -> dict | None:
-    if not has_epsilon(df) and not ("defence" in df.columns and (df["defence"] == "dp_sgd").any()):
-        return None
-    delta = dp_delta(df)
-    try:
-        table = configuration_metric(df, axes, "dp_epsilon")
-    except SweepError:  # DP-SGD at σ = 0 only: no finite ε anywhere
-        return {"mean": None, "std": None, "n": 0, "delta": delta}
-    row = table
-    for a in axes:
+def _as_choice(sel: Selection, choice: dict) -> Selection:
+    """``sel`` as if it had picked ``choice`` (to read every criterion of that configuration)."""
+    row = sel.table
+    for a in sel.axes:
         row = row[row[a] == choice[a]]
-    if row.empty or pd.isna(row.iloc[0]["mean"]):
-        return {"mean": None, "std": None, "n": 0, "delta": delta}
-    r = row.iloc[0]
-    return {"mean": float(r["mean"]), "std": _f(r["std"]), "n": int(r["n"]), "delta": delta}
+    stats = _row_stats(row, sel.axes, choice, "clean_acc")
+    return Selection(
+        sel.objective,
+        sel.clean_tolerance,
+        sel.axes,
+        choice,
+        {"clean_acc": stats, sel.objective: _row_stats(row, sel.axes, choice, "objective")},
+        sel.reason,
+        None,
+        sel.table,
+    )
 
 
 def most_vulnerable(sel: Selection) -> dict | None:

@@ -60,6 +60,7 @@ def verdict_html(v: Verdict) -> str:
             [False, True, True, True],
         )
         + (f'<ul class="limits">{limits}</ul>' if limits else "")
+        + (f"<p>{esc(v.privacy)}</p>" if v.privacy else "")
         + f"<p>{esc(v.agreement)}</p>"
         + _picks_table(v)
         + _by_attack_table(v)
@@ -82,7 +83,10 @@ def _picks_table(v: Verdict) -> str:
         )
     header = ["criterion", "picks", *(k for k, _ in _ROWS if k in _columns(v)), "use it when"]
     numeric = [False, False, *([True] * (len(header) - 3)), False]
-    return table_html(header, rows, numeric)
+    table = table_html(header, rows, numeric)
+    if len({format_choice(p.choice) for p in v.picks.values()}) == 1:  # they agree: fold it
+        return f"<details><summary>each criterion and when to use it</summary>{table}</details>"
+    return table
 
 
 def _columns(v: Verdict) -> set[str]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 # from the defining modules: ``analysis.load`` the module would shadow ``analysis.load`` the function
-from analysis.heatmap import default_axes, heatmap_info, render_heatmap
+from analysis.heatmap import default_axes, heatmap_info
+from analysis.heatmap_figure import render_heatmap
 from analysis.importance import importance_info, render_importance
 from analysis.load import load
 from analysis.parallel import parallel_info, render_parallel

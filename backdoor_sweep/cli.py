@@ -229,7 +229,8 @@ def heatmap(
     Without --x/--y/--facet the axes come from the sweep's grid; the recommended configuration is
     outlined, cells outside the clean-accuracy tolerance are grey.
     """
-    from analysis.heatmap import default_axes, heatmap_info, render_heatmap
+    from analysis.heatmap import default_axes, heatmap_info
+    from analysis.heatmap_figure import render_heatmap
     from analysis.load import load
     from analysis.static import write_figure
 

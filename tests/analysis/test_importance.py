@@ -73,6 +73,13 @@ def test_clean_accuracy_uses_every_result_and_missing_cells_are_said():
     assert info.notes and "unequal numbers of results" in info.notes[0]
 
 
+def test_a_constant_metric_is_said_to_have_no_variance():
+    info = importance_info(frame(lambda C, s, r: 0.3), ["asr"])
+    (imp,) = info.metrics
+    assert imp.total_variance == 0 and set(imp.main.values()) == {0.0}
+    assert info.notes == ["asr is the same in every result: there is no variance to share"]
+
+
 def test_a_metric_not_recorded_is_one_line():
     with pytest.raises(SweepError, match="--metric must be a metric this sweep recorded; got 'x'"):
         importance_info(frame(lambda C, s, r: 0.1), ["x"])

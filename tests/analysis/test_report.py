@@ -154,7 +154,7 @@ def open_in_browser(browser, html_path: Path, screenshot: str) -> dict:
         figures: [...document.querySelectorAll('.figure')].map(f => {
             const r = f.getBoundingClientRect();
             return {svgs: f.querySelectorAll('.js-plotly-plot .main-svg').length,
-                    traces: f.querySelectorAll('.js-plotly-plot .trace, .js-plotly-plot .hm').length,
+                    traces: f.querySelectorAll('.js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .parcoords').length,
                     width: r.width, height: r.height};
         }),
         scrollWidth: document.documentElement.scrollWidth,

@@ -127,6 +127,12 @@ def test_dp_sweeps_carry_epsilon_at_delta():
     assert v.recommended.choice == {"dp_noise": 1.0}
     assert v.epsilon["delta"] == 1e-5 and v.epsilon["mean"] == pytest.approx(8.5)
     assert "ε = 8.50 at δ = 1e-05" in v.headline
+    assert v.privacy.startswith("The recommended configuration is also the most private")
     no_noise = verdict_info(pd.DataFrame(rows), clean_tolerance=0.0)
     assert no_noise.recommended.choice == {"dp_noise": 0.0}
     assert no_noise.epsilon["mean"] is None and "ε = ∞" in no_noise.headline
+    # only the noiseless configuration is accurate at tolerance 0: nothing private to offer
+    assert no_noise.privacy.startswith("No accurate configuration has a finite ε")
+    loose = verdict_info(pd.DataFrame(rows).assign(asr=lambda d: d["asr"] * 0 + 0.3))
+    assert loose.recommended.choice == {"dp_noise": 0.0}  # ties: the higher clean accuracy
+    assert loose.privacy.startswith("The most private accurate configuration, dp_noise=1 (ε = 8.50")
