@@ -11,7 +11,7 @@ axis not shown:
 
 With ``clean_tolerance`` a cell whose configuration (the learner/defence values it shows) has a
 clean accuracy more than the tolerance below the best configuration's is marked as excluded —
-the eligibility `select_robust` uses (docs/science.md, Robust choice); with ``mark`` the cells of
+the eligibility `select_robust` uses (docs/science.md §9); with ``mark`` the cells of
 one configuration (the recommended one) are marked as chosen. Drawing is `analysis.heatmap_figure` (``render_heatmap`` is importable from here too).
 """
 

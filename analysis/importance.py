@@ -10,7 +10,7 @@ same quantity from a random-forest surrogate over a continuous space. Shares are
 variance, so the axes, the interactions and the seeds add up to 1 and a reader sees how much is
 left to chance.
 
-Results are the ones `select_robust` aggregates (docs/science.md, Robust choice): clean accuracy
+Results are the ones `select_robust` aggregates (docs/science.md §9): clean accuracy
 over every result, ASR and the other attack metrics over the poisoned ones (``n_poison > 0``).
 Missing cells (failed results) make the design unbalanced: the main effects are then no longer
 orthogonal and the interaction share is clipped at 0 (``balanced`` says which).

@@ -3,7 +3,7 @@
 One line per cell of the grid (the seeds averaged): a vertical axis per grid axis — learner and
 defence axes first, then the attack axes, each drawn with its values evenly spaced in sorted order
 (log-spaced grids such as C read naturally) — then whether the cell's configuration is within the
-clean-accuracy tolerance (`select_robust`'s eligibility, docs/science.md, Robust choice), then the
+clean-accuracy tolerance (`select_robust`'s eligibility, docs/science.md §9), then the
 metrics. Lines are coloured by one metric with `analysis.scales`' meaning (yellow is good for the
 defender). Dragging along an axis in the page selects a range, so a reader can ask "which accurate
 configurations keep ASR below 0.2 at poison rate 0.1?" by brushing.

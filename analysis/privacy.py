@@ -1,4 +1,4 @@
-"""Privacy, robustness and accuracy side by side, for sweeps with DP-SGD (docs/science.md, Defences).
+"""Privacy, robustness and accuracy side by side, for sweeps with DP-SGD (docs/science.md §8).
 
 One point per configuration of the learner/defence axes (e.g. each noise multiplier): its ε at
 the sweep's δ from the privacy accountant, its clean accuracy, its mean and worst-case ASR over the

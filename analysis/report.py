@@ -36,7 +36,7 @@ from analysis.select import (
     select_robust,
 )
 from analysis.verdict import Verdict, most_vulnerable, verdict_info
-from analysis.verdict_page import picks_html, spread, verdict_html
+from analysis.verdict_page import how_to_read, picks_html, spread, verdict_html
 from backdoor_sweep.errors import SweepError
 from sweep.store import Store
 
@@ -374,7 +374,11 @@ def report_html(
         html_, summary = sweep_section(st, name, clean_tolerance)
         sections.append(html_)
         summaries.append(summary)
-    body = (_comparison(summaries) if len(names) > 1 else "") + "".join(sections)
+    body = (
+        how_to_read(clean_tolerance)
+        + (_comparison(summaries) if len(names) > 1 else "")
+        + "".join(sections)
+    )
     nav = ([("comparison", "comparison")] if len(names) > 1 else []) + [(n, n) for n in names]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = (

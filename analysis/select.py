@@ -1,4 +1,4 @@
-"""Choosing robust hyperparameters (SCIENCE.md §9).
+"""Choosing robust hyperparameters (docs/science.md §9).
 
 The defender chooses the learner's configuration; the attacker chooses the attack. So a candidate
 is one value of the *choice axes* (by default every varying learner or defence parameter — e.g.

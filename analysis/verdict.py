@@ -1,6 +1,6 @@
 """One verdict per sweep: the configuration to use, why, and what no configuration achieves.
 
-The three robust picks of `select_robust` (docs/science.md, Robust choice) answer different
+The three robust picks of `select_robust` (docs/science.md §9) answer different
 questions: the lowest *mean* ASR over the attacks swept (every attack equally likely), the lowest
 *worst-case* ASR (the attacker picks the strongest attack swept) and the lowest *slope* (the
 backdoor is learned slowest as the first poisons arrive, β → 0). The verdict reconciles them:

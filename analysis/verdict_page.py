@@ -14,6 +14,30 @@ _ROWS = (
 )
 
 
+def how_to_read(clean_tolerance: float) -> str:
+    """A folded note on the terms, numbers and colours of the report."""
+    items = [
+        f"<b>Accurate</b>: clean accuracy within {clean_tolerance:g} of the best configuration's. "
+        "Only accurate configurations are recommended or called vulnerable: a chance-level model "
+        "resists nothing, it is useless.",
+        "<b>A configuration</b> is one value of the learner's and defence's swept parameters; "
+        "the attacker's parameters (poison rate, trigger…) are what it is tested against.",
+        "<b>Mean ASR</b>: averaged over the poisoned attack settings swept; <b>worst case</b>: the "
+        "attack setting with the highest mean ASR; <b>slope</b>: how fast the backdoor is learned "
+        "as the first poisons arrive (β → 0).",
+        "<b>±</b> is the standard deviation between seeds; <b>95% interval</b>: a Student-t "
+        "interval over seeds (each seed first averaged over the attack settings). With one seed "
+        "there is no interval.",
+        "<b>Colours</b>: in every map yellow is better for the defender (high accuracy, low ASR "
+        "and slope); rates and accuracies use the range 0–1; grey: outside the clean-accuracy "
+        "tolerance; outlined or ringed: the recommended configuration.",
+        "<b>Importance</b>: the share of a metric's variance over the grid that each swept "
+        "parameter explains alone (main effect), their interactions and the seeds.",
+    ]
+    body = "".join(f"<li>{item}</li>" for item in items)
+    return f'<details class="howto"><summary>how to read this report</summary><ul>{body}</ul></details>'
+
+
 def spread(m: dict | None) -> str:
     if m is None:
         return "—"

@@ -210,6 +210,7 @@ def test_the_section_opens_with_the_verdict(tmp_path):
     store = write_sweep(tmp_path, "hand", with_slope=True)
     rest = page_without_library(build_report(store, out=tmp_path / "r.html").read_text())
     v = verdict_info(load(store, "hand"))
+    assert "how to read this report" in rest[: rest.index('id="hand"')]
     section = rest[rest.index('id="hand"') :]
     assert section.index('data-verdict="1"') < section.index("what was swept")
     verdict = section[section.index('data-verdict="1"') : section.index("what was swept")]
