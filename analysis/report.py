@@ -313,47 +313,52 @@ def _shown(part, *args) -> str:
 
 
 def _comparison(summaries: list[dict]) -> str:
+    """One row per sweep: its verdict, and the picks that disagree with it."""
+    from analysis.privacy import epsilon_text
+    from analysis.verdict import PICK_NAMES
+
+    dp = any(s.get("verdict") is not None and s["verdict"].epsilon for s in summaries)
     header = [
         "sweep",
-        "results",
-        "ok",
+        "results (ok)",
         "wall s",
         "best clean_acc",
         "recommended",
-        "its clean_acc",
-        "its asr",
-        "its worst_asr",
-        "choice by asr",
-        "its asr",
-        "choice by worst_asr",
-        "its worst_asr",
-        "choice by slope",
-        "its slope",
+        "by",
+        "clean_acc",
+        "asr",
+        "worst_asr",
+        *(["privacy"] if dp else []),
+        "other picks",
     ]
     rows = []
     for s in summaries:
-        row = [s["sweep"], s["results"], s.get("ok", 0), s["wall_s"]]
+        row = [s["sweep"], f"{s['results']} ({s.get('ok', 0)})", s["wall_s"]]
         asr = s.get("asr")
         row.append(f"{asr.table['clean_acc'].max():.3f}" if asr is not None else "—")
-        v = s.get("verdict")
-        if v is not None:
-            values = v.recommended.values
-            row += [
-                format_choice(v.recommended.choice),
-                *(spread(values.get(k)) for k in ("clean_acc", "asr", "worst_asr")),
-            ]
-        else:
-            row += ["—"] * 4
-        for objective in ("asr", "worst_asr", "slope"):
-            sel = s.get(objective)
-            row += (
-                [format_choice(sel.choice), spread(sel.metrics[objective])] if sel else ["—", "—"]
-            )
+        v: Verdict | None = s.get("verdict")
+        if v is None:
+            rows.append(row + ["—"] * (len(header) - len(row)))
+            continue
+        values = v.recommended.values
+        row += [
+            format_choice(v.recommended.choice),
+            PICK_NAMES[v.basis],
+            *(spread(values.get(k)) for k in ("clean_acc", "asr", "worst_asr")),
+        ]
+        if dp:
+            row.append(epsilon_text(v.epsilon) if v.epsilon else "—")
+        others = [
+            f"{PICK_NAMES[o]}: {format_choice(p.choice)} ({p.values[o]['mean']:.3f})"
+            for o, p in v.picks.items()
+            if p.choice != v.recommended.choice
+        ]
+        row.append("; ".join(others) or "all agree")
         rows.append(row)
     return section_html(
         "comparison",
         "comparison of sweeps",
-        table_html(header, rows, [False, True, True, True, True]),
+        table_html(header, rows, [False, True, True, True, False, False, True, True, True]),
     )
 
 
