@@ -674,7 +674,8 @@ def report(
     ] = Path("report.html"),
     clean_tolerance: Annotated[float, typer.Option("--clean-tolerance")] = 0.01,
 ) -> None:
-    """One self-contained HTML report: what was swept, heatmaps, curves, Pareto front, robust choice."""
+    """One self-contained HTML report: the verdict, what was swept, heatmaps, importance, curves,
+    explanations, Pareto front."""
     from analysis.report import build_report
 
     st = _store(store)
