@@ -286,8 +286,8 @@ def importance(
 ) -> None:
     """Which grid axis moves each metric most: main-effect share of its variance over the grid.
 
-    The variance of the results splits into one main effect per axis (the first-order term of a
-    functional ANOVA, exact on the grid), their interactions and the spread between seeds.
+    The results' variance splits into one main effect per axis (the first-order term of a functional
+    ANOVA, exact on the grid), their interactions and the spread between seeds.
     """
     from analysis.importance import importance_info, render_importance
     from analysis.load import load
@@ -674,8 +674,7 @@ def report(
     ] = Path("report.html"),
     clean_tolerance: Annotated[float, typer.Option("--clean-tolerance")] = 0.01,
 ) -> None:
-    """One self-contained HTML report: the verdict, what was swept, heatmaps, importance, curves,
-    explanations, Pareto front."""
+    """One self-contained HTML report: the verdict, heatmaps, importance, curves, explanations."""
     from analysis.report import build_report
 
     st = _store(store)
