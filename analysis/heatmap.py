@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from backdoor_sweep.errors import SweepError
+from sweep.schema import higher_is_better
 
-#: metrics where larger is better for the defender (so "worst" is the minimum)
-HIGHER_IS_BETTER = {"clean_acc", "robust_acc", "clean_acc_before_finetune", "filter_recall"}
 AGGREGATES = ("mean", "worst", "best")
 
 
@@ -100,7 +99,7 @@ def heatmap_info(
         cells = pd.DataFrame({"z": g.mean(), "std": g.std(), "n": g.count()}).reset_index()
         cells["where"] = ""
     else:
-        pick_min = (metric in HIGHER_IS_BETTER) == (agg == "worst")
+        pick_min = higher_is_better(metric) == (agg == "worst")
         g = ok.groupby(shown + hidden, dropna=False)[metric]
         per = pd.DataFrame({"z": g.mean(), "std": g.std(), "n": g.count()}).reset_index()
         order = per.sort_values("z", ascending=pick_min, kind="mergesort")
@@ -220,7 +219,7 @@ def render_heatmap(
                 customdata=np.dstack([p.std, p.n, p.where]).astype(object),
                 zmin=zrange[0],
                 zmax=zrange[1],
-                colorscale="Cividis" if info.metric in HIGHER_IS_BETTER else "Viridis",
+                colorscale="Cividis" if higher_is_better(info.metric) else "Viridis",
                 showscale=k == 0,
                 colorbar={"title": {"text": info.metric}, "len": 0.9},
                 texttemplate="%{z:.2f}" if show_values and n_cells <= 64 else None,

@@ -29,15 +29,16 @@ from analysis.select import (
     select_robust,
 )
 from backdoor_sweep.errors import SweepError
+from sweep.schema import is_rate
 from sweep.store import Store
 
-#: heatmap metrics, in order, with a fixed colour range where the metric has one
-HEATMAP_METRICS = {
-    "clean_acc": None,
-    "asr": (0.0, 1.0),
-    "slope": None,
-    "influential_poison_frac": (0.0, 1.0),
-}
+#: heatmap metrics, in order; rates and accuracies (`sweep.schema.is_rate`) get the colour range [0, 1]
+HEATMAP_METRICS = ("clean_acc", "asr", "slope", "influential_poison_frac")
+#: what every interval in the report is (docs/science.md, Robust choice)
+INTERVALS = (
+    "intervals are 95% t-intervals over seeds; those of rates and accuracies are cut to [0, 1] "
+    "where the t-interval leaves it, marked “clipped”"
+)
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -63,9 +64,9 @@ def _spread(m: dict) -> str:
 
 
 def _ci(m: dict) -> str:
-    return (
-        f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" if m["ci_low"] is not None else "n/a (one seed)"
-    )
+    if m["ci_low"] is None:
+        return "n/a (one seed)"
+    return f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" + (" (clipped)" if m.get("ci_clipped") else "")
 
 
 def _what_was_swept(meta: dict, df: pd.DataFrame) -> str:
@@ -190,9 +191,10 @@ def _heatmaps(df: pd.DataFrame) -> str:
         return '<p class="muted">no heatmap: the sweep varies fewer than two axes (learner parameters and attack settings)</p>'
     x, y, facets = axes
     parts = []
-    for metric, zrange in HEATMAP_METRICS.items():
+    for metric in HEATMAP_METRICS:
         if not _has(df, metric):
             continue
+        zrange = (0.0, 1.0) if is_rate(metric) else None
         info = heatmap_info(df, x=x, y=y, metric=metric, facet=facets or None, agg="mean")
         note = f"mean over seeds{' and ' + ', '.join(info.hidden) if info.hidden else ''}; hover for std and n"
         fig = render_heatmap(
@@ -415,7 +417,7 @@ def report_html(
         title,
         nav,
         body,
-        footer=f"store {esc(st.root.resolve())} · written {stamp} · intervals are 95% t-intervals over seeds",
+        footer=f"store {esc(st.root.resolve())} · written {stamp} · {INTERVALS}",
     )
 
 

@@ -1,55 +1,82 @@
-"""SQL over the store with DuckDB, read-only and confined to the store.
+"""SQL over the store with DuckDB, read-only, confined to the store, bounded in time and memory.
 
 Tables (views): ``trials`` (one row per result), ``curves`` (one row per result and β) and
 ``dynamics`` (one row per result and training epoch) over every sweep's part files. Two
 independent locks keep a query inside the store:
 
 1. `check_query` parses the SQL with DuckDB's own parser (so string literals, dollar quotes and
-   comments cannot hide anything) and accepts exactly one SELECT (DESCRIBE, SHOW and SUMMARIZE
-   included) whose tables are ``trials``, ``curves``, ``dynamics`` or its own CTEs — no table functions
-   (``read_csv``, ``glob``, ``query``…), no file paths as tables, no ``current_setting``.
+   comments cannot hide anything) and accepts exactly one SELECT (DESCRIBE, SHOW, SUMMARIZE and
+   PIVOT included) whose tables are ``trials``, ``curves``, ``dynamics`` or its own CTEs where
+   they are in scope — no table functions (``read_csv``, ``glob``, ``query``…), no file paths as
+   tables, no system catalogue (a CTE may not take a system view's name), no ``current_setting``.
+   The parse tree is walked without recursion, so a long ``1+1+…`` is checked like any query.
 2. `connect` creates the views, then switches DuckDB's external access off, limits file access
    to the store, disables extension autoloading, Python replacement scans and the temporary
-   directory (which DuckDB would otherwise add to the allowed directories), and locks the
-   configuration. ENGINEERING.md: COPY *into* the store would still pass this lock, which is why
+   directory (which DuckDB would otherwise add to the allowed directories), sets the memory limit
+   and locks the configuration. COPY *into* the store would still pass this lock, which is why
    (1) refuses every statement that is not a query.
+
+A query runs in a worker thread while the caller waits: it is interrupted after ``timeout``
+seconds, and Ctrl-C or SIGTERM (which the CLI turns into Ctrl-C) interrupts it at once.
+
+`select_where` is the one filter language of every command's ``--where``: a SQL condition,
+checked as a condition (nothing but one boolean expression fits) and run the same way.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from backdoor_sweep.errors import SweepError
-from sweep.store import TABLES, Store
+from sweep.schema import TABLES
+from sweep.store import Store
 
 #: table functions a query may call (they generate values; none touches a file)
 SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 #: scalar functions refused: they reveal the machine's configuration (paths, environment)
 DENIED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable"})
+#: how long a query may run, and how much memory DuckDB may use for it (no spilling to disk)
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MEMORY_LIMIT = "4GB"
 #: SHOW targets allowed besides the tables themselves (SHOW TABLES, SHOW ALL TABLES)
 _SHOW_SPECIAL = frozenset({'"tables"', "tables", "__show_tables_expanded"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.I)
 _TABLE_LIST = ", ".join(TABLES[:-1]) + " and " + TABLES[-1]
 _ALLOWED = f"a single read-only SELECT over the tables {_TABLE_LIST}"
+_WHERE_EXAMPLE = 'e.g. "C = 10 AND poison_rate BETWEEN 0.05 AND 0.2"'
 
 
 def _sql_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def connect(store: Store):
-    """A DuckDB connection with the store's views and external access locked down."""
+def connect(
+    store: Store, sweeps: list[str] | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT
+):
+    """A DuckDB connection with the views of ``sweeps`` (default: every sweep) locked down."""
     import duckdb
 
+    if not _MEMORY.match(str(memory_limit).strip()):
+        raise SweepError(
+            f"--memory-limit must be a size such as 512MB or 4GB; got {memory_limit!r}"
+        )
     root = store.root.resolve()
+    names = store.sweeps() if sweeps is None else sweeps
     con = duckdb.connect(":memory:")
     for table in TABLES:
-        files = [p.resolve() for s in store.sweeps() for p in store.parts(s, table)]
+        files = [p.resolve() for s in names for p in store.parts(s, table)]
         if files:
             listing = "[" + ", ".join(_sql_literal(f) for f in files) + "]"
             sql = (
@@ -65,11 +92,50 @@ def connect(store: Store):
         "autoinstall_known_extensions=false",
         "allow_community_extensions=false",
         "python_enable_replacements=false",
+        f"memory_limit='{str(memory_limit).strip()}'",
         "enable_external_access=false",
         "lock_configuration=true",
     ):
         con.execute(f"SET {setting}")
     return con
+
+
+# -- the statement check ---------------------------------------------------------------------
+@contextmanager
+def _parser():
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@lru_cache(maxsize=1)
+def system_names() -> frozenset[str]:
+    """Names a query may not give a CTE: DuckDB's system views and table functions (a bare
+    ``FROM pg_settings`` outside the CTE's scope would read the real one)."""
+    with _parser() as con:
+        rows = con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE internal "
+            "UNION SELECT function_name FROM duckdb_functions() WHERE function_type = 'table' "
+            "UNION SELECT schema_name FROM duckdb_schemas()"
+        ).fetchall()
+    return frozenset(str(r[0]).lower() for r in rows)
+
+
+def _tree(con, sql: str) -> dict:
+    """DuckDB's parse tree of a SELECT as JSON (deep trees parse too: the limit is raised)."""
+    text = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))  # DuckDB caps expressions at depth 1000
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise SweepError("query is nested too deeply to be checked; simplify it") from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def check_query(sql: str) -> None:
@@ -78,8 +144,7 @@ def check_query(sql: str) -> None:
 
     if not sql.strip().rstrip(";").strip():
         raise SweepError(f"query must be {_ALLOWED}; got an empty string")
-    parser = duckdb.connect(":memory:")
-    try:
+    with _parser() as parser:
         try:
             statements = parser.extract_statements(sql)
         except duckdb.Error as err:
@@ -87,55 +152,107 @@ def check_query(sql: str) -> None:
         if len(statements) != 1:
             raise SweepError(f"query must be a single statement; got {len(statements)}")
         kind = str(statements[0].type).rsplit(".", 1)[-1]
-        if kind != "SELECT":
+        checked = sql
+        if kind == "MULTI" and _statement_word(sql, kind) in ("PIVOT", "PIVOT_WIDER"):
+            checked = _pivot_as_select(sql)  # a PIVOT with its columns found at run time
+        elif kind != "SELECT":
             raise SweepError(
                 f"query must be {_ALLOWED}; got {_statement_word(sql, kind)}, which is not a query"
             )
-        tree = json.loads(
-            parser.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
-        )
-    finally:
-        parser.close()
+        tree = _tree(parser, checked)
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise SweepError(
             f"query must be {_ALLOWED}; got {tree.get('error_message', 'an unsupported statement')}"
         )
-    ctes: set[str] = set()
-    _collect_ctes(tree, ctes)
-    _check_node(tree, {t.lower() for t in TABLES} | ctes)
+    _check_tree(tree, frozenset(t.lower() for t in TABLES))
 
 
 def _statement_word(sql: str, kind: str) -> str:
     """The statement's first keyword as written (INSTALL, COPY…; DuckDB's type otherwise)."""
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).split()
-    return text[0].upper() if text and text[0].isalpha() else kind
+    return text[0].upper() if text and text[0].replace("_", "").isalpha() else kind
 
 
-def _collect_ctes(node: Any, out: set[str]) -> None:
-    if isinstance(node, dict):
+#: the clauses of a PIVOT statement, in order, and how each reads inside an equivalent SELECT
+_PIVOT_CLAUSES = {
+    "ON": "SELECT",
+    "USING": ",",
+    "GROUP": "GROUP",
+    "ORDER": "ORDER",
+    "LIMIT": "LIMIT",
+}
+
+
+def _pivot_as_select(sql: str) -> str:
+    """A SELECT holding every table and expression of a PIVOT statement, for the check only.
+
+    ``PIVOT src ON cols USING aggs GROUP BY g ORDER BY o LIMIT n`` reads what ``SELECT cols, aggs
+    FROM src GROUP BY g ORDER BY o LIMIT n`` reads; the clauses are cut at DuckDB's own tokens
+    (outside parentheses, strings and comments), so nothing escapes the check.
+    """
+    import duckdb
+
+    tokens = duckdb.tokenize(sql)
+    cuts: list[tuple[int, str]] = []
+    depth = 0
+    for i, (start, kind) in enumerate(tokens):
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(sql)
+        word = sql[start:end].strip()
+        if str(kind).endswith("operator"):
+            depth += word.count("(") - word.count(")")
+        elif str(kind).endswith("keyword") and depth == 0:
+            upper = word.upper()
+            if not cuts and upper in ("PIVOT", "PIVOT_WIDER"):
+                cuts.append((end, "PIVOT"))
+            elif upper in _PIVOT_CLAUSES and cuts:
+                cuts.append((start, upper))
+    if not cuts:
+        raise SweepError(f"query must be {_ALLOWED}; got a PIVOT that could not be read")
+    pieces: dict[str, str] = {}
+    for k, (start, name) in enumerate(cuts):
+        end = cuts[k + 1][0] if k + 1 < len(cuts) else len(sql)
+        text = sql[start:end]
+        if name != "PIVOT":
+            text = text.lstrip()[len(name) :]
+        pieces[name] = pieces.get(name, "") + text
+    select = ",\n".join(p for p in (pieces.get("ON"), pieces.get("USING")) if p) or "*"
+    out = f"SELECT {select}\nFROM {pieces['PIVOT']}\n"
+    for name in ("GROUP", "ORDER", "LIMIT"):
+        if name in pieces:
+            out += f"{name} {pieces[name]}\n"
+    return out.rstrip().rstrip(";")
+
+
+def _check_tree(tree: Any, tables: frozenset[str]) -> None:
+    """Walk the parsed query (iteratively); every table and function must be allowed where it is.
+
+    A CTE's name is visible in the query node that defines it (its body, its other CTEs and every
+    subquery inside), never elsewhere; no CTE may take a system catalogue name.
+    """
+    system = system_names()
+    stack: list[tuple[Any, frozenset[str]]] = [(tree, tables)]
+    while stack:
+        node, visible = stack.pop()
+        if isinstance(node, list):
+            stack.extend((v, visible) for v in node)
+            continue
+        if not isinstance(node, dict):
+            continue
         cte_map = node.get("cte_map")
-        if isinstance(cte_map, dict):
-            # a CTE named like a file ("x.csv") could stand in for a file path out of its scope
-            out.update(
-                str(e.get("key", "")).lower()
-                for e in cte_map.get("map", [])
-                if _IDENTIFIER.match(str(e.get("key", "")))
-            )
-        for value in node.values():
-            _collect_ctes(value, out)
-    elif isinstance(node, list):
-        for value in node:
-            _collect_ctes(value, out)
+        if isinstance(cte_map, dict) and cte_map.get("map"):
+            names = {str(e.get("key", "")) for e in cte_map["map"]}
+            for name in names:
+                if name.lower() in system:
+                    raise SweepError(
+                        f"query must not name a CTE like a system table or function; got {name!r}"
+                    )
+            # a CTE named like a file ("x.csv") could stand in for a file path: never visible
+            visible = visible | {n.lower() for n in names if _IDENTIFIER.match(n)}
+        _check_node(node, visible)
+        stack.extend((v, visible) for v in node.values() if isinstance(v, (dict, list)))
 
 
-def _check_node(node: Any, tables: set[str]) -> None:
-    """Walk the parsed query; every table reference and function call must be allowed."""
-    if isinstance(node, list):
-        for value in node:
-            _check_node(value, tables)
-        return
-    if not isinstance(node, dict):
-        return
+def _check_node(node: dict, tables: frozenset[str]) -> None:
     kind = node.get("type")
     if kind == "BASE_TABLE":
         name = str(node.get("table_name", ""))
@@ -167,25 +284,139 @@ def _check_node(node: Any, tables: set[str]) -> None:
         raise SweepError(
             f"query must not call {node['function_name']}(): it reads the machine's configuration"
         )
-    for value in node.values():
-        _check_node(value, tables)
 
 
-def run_query(store: Store, sql: str) -> pd.DataFrame:
+# -- running ---------------------------------------------------------------------------------
+def _run(con, fetch: Callable[[Any], Any], timeout: float, what: str) -> Any:
+    """``fetch(con)`` in a worker thread; interrupted after ``timeout`` s or by Ctrl-C/SIGTERM."""
+    import duckdb
+
+    if not timeout > 0:
+        raise SweepError(f"--timeout must be a positive number of seconds; got {timeout!r}")
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = fetch(con)
+        except BaseException as err:  # handed to the waiting thread
+            box["error"] = err
+
+    worker = threading.Thread(target=work, name="backdoor-sweep-query", daemon=True)
+    deadline = time.monotonic() + timeout
+    worker.start()
+    try:
+        while worker.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                con.interrupt()
+                worker.join(10)
+                raise SweepError(
+                    f"{what} ran longer than --timeout {timeout:g} s and was stopped; "
+                    "narrow it or pass a larger --timeout"
+                )
+            worker.join(min(left, 0.1))  # short waits: the main thread stays free for signals
+    except KeyboardInterrupt:
+        con.interrupt()
+        worker.join(10)
+        raise
+    if "error" in box:
+        err = box["error"]
+        if isinstance(err, duckdb.Error):
+            raise SweepError(f"{what} failed: {_first_line(err)}") from None
+        raise err
+    return box["result"]
+
+
+def run_query(
+    store: Store,
+    sql: str,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> pd.DataFrame:
     """Run one read-only query; a DuckDB error becomes a one-line `SweepError`."""
     import duckdb
 
     check_query(sql)
     try:
-        con = connect(store)
+        con = connect(store, memory_limit=memory_limit)
     except duckdb.Error as err:
         raise SweepError(f"store {store.root} could not be read: {_first_line(err)}") from None
     try:
-        return con.execute(sql).fetchdf()
-    except duckdb.Error as err:
-        raise SweepError(f"query failed: {_first_line(err)}") from None
+        return _run(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
     finally:
         con.close()
+
+
+def check_where(where: str) -> None:
+    """Refuse a ``--where`` that is anything but one SQL condition over the store's tables."""
+    if not isinstance(where, str) or not where.strip():
+        raise SweepError(f"--where must be a SQL condition, {_WHERE_EXAMPLE}; got {where!r}")
+    sql = _where_sql("trials", where)
+    try:
+        check_query(sql)
+    except SweepError as err:
+        raise SweepError(
+            f"--where must be a SQL condition, {_WHERE_EXAMPLE}; got {where!r} ({err})"
+        ) from None
+    with _parser() as parser:
+        tree = _tree(parser, sql)
+        template = _tree(parser, _where_sql("trials", "true"))
+    if _shape(tree) != _shape(template):  # e.g. "1=1) UNION SELECT … --" or "true ORDER BY 1"
+        raise SweepError(
+            f"--where must be one SQL condition, {_WHERE_EXAMPLE}; got {where!r} "
+            "(it reaches beyond the condition)"
+        )
+
+
+def _where_sql(table: str, where: str) -> str:
+    return f"SELECT * FROM {table} WHERE (\n{where}\n)"
+
+
+def _shape(tree: dict) -> Any:
+    """The parse tree without its condition and source positions (what every filter shares)."""
+    statements = tree.get("statements") or [{}]
+    node = dict(statements[0].get("node") or {})
+    node.pop("where_clause", None)
+    return _strip(node)
+
+
+def _strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if not k.startswith("query_location")}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
+def select_where(
+    store: Store,
+    table: str,
+    where: str,
+    sweep: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> pd.DataFrame:
+    """The rows of ``table`` (of ``sweep``, or of every sweep) for which the SQL condition
+    ``where`` is true, run by the locked-down DuckDB of `run_query` (types as pandas reads the
+    Parquet parts)."""
+    import duckdb
+
+    if table not in TABLES:
+        raise SweepError(f"table must be one of {', '.join(TABLES)}; got {table!r}")
+    check_where(where)
+    con = connect(store, [sweep] if sweep is not None else None, memory_limit)
+    try:
+        data = _run(
+            con,
+            lambda c: c.sql(_where_sql(table, where)).to_arrow_table(),
+            timeout,
+            f"--where {where!r}",
+        )
+    except duckdb.Error as err:
+        raise SweepError(f"--where {where!r} failed: {_first_line(err)}") from None
+    finally:
+        con.close()
+    return data.to_pandas()
 
 
 def _first_line(err: Exception) -> str:

@@ -140,7 +140,9 @@ def write_sweep(
             "attack": {"trigger": "patch", "poisoning": "dirty_label", "target": 1},
             "grid": GRID,
             "seeds": SEEDS,
-            "curves": {"enabled": with_curves, "betas": BETAS if with_curves else None},
+            # the slope columns are the learning curves' (sweep/schema.py): a sweep with a slope
+            # has curves on, even when this one writes no curve rows
+            "curves": {"enabled": with_curves or with_slope, "betas": BETAS},
             "store": str(root),
         }
     )

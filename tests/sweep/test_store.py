@@ -228,7 +228,7 @@ def test_an_interrupted_sweep_is_a_note_not_a_problem(store):
     assert report.ok, report.problems
     assert report.notes == [
         f"{store.sweep_dir(NAME)}/curves/{gone.name}: curves of a trial whose trials part is not written yet",
-        f"{NAME}: 3 of 4 trials stored (unfinished: `backdoor-sweep resume {NAME}`)",
+        f"{NAME}: 3 of 4 trials stored (unfinished: `backdoor-sweep resume {NAME} --store {store.root}`)",
     ]
 
 
