@@ -93,6 +93,7 @@ def connect(
         "allow_community_extensions=false",
         "python_enable_replacements=false",
         f"memory_limit='{str(memory_limit).strip()}'",
+        "TimeZone='UTC'",  # timestamps come back as stored (UTC), not in the machine's zone
         "enable_external_access=false",
         "lock_configuration=true",
     ):
@@ -294,30 +295,33 @@ def _run(con, fetch: Callable[[Any], Any], timeout: float, what: str) -> Any:
     if not timeout > 0:
         raise SweepError(f"--timeout must be a positive number of seconds; got {timeout!r}")
     box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C cannot be trusted
 
     def work() -> None:
         try:
             box["result"] = fetch(con)
         except BaseException as err:  # handed to the waiting thread
             box["error"] = err
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, name="backdoor-sweep-query", daemon=True)
     deadline = time.monotonic() + timeout
     worker.start()
     try:
-        while worker.is_alive():
+        while not done.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 con.interrupt()
-                worker.join(10)
+                done.wait(10)
                 raise SweepError(
                     f"{what} ran longer than --timeout {timeout:g} s and was stopped; "
                     "narrow it or pass a larger --timeout"
                 )
-            worker.join(min(left, 0.1))  # short waits: the main thread stays free for signals
+            done.wait(min(left, 0.1))  # short waits: the main thread stays free for signals
     except KeyboardInterrupt:
         con.interrupt()
-        worker.join(10)
+        done.wait(10)
         raise
     if "error" in box:
         err = box["error"]
@@ -344,7 +348,7 @@ def run_query(
     try:
         return _run(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
     finally:
-        con.close()
+        _close(con)
 
 
 def check_where(where: str) -> None:
@@ -415,8 +419,18 @@ def select_where(
     except duckdb.Error as err:
         raise SweepError(f"--where {where!r} failed: {_first_line(err)}") from None
     finally:
-        con.close()
+        _close(con)
     return data.to_pandas()
+
+
+def _close(con) -> None:
+    """Close a connection; one whose query ignored the interrupt is left to its daemon thread."""
+    import duckdb
+
+    try:
+        con.close()
+    except duckdb.Error:
+        pass
 
 
 def _first_line(err: Exception) -> str:

@@ -294,15 +294,21 @@ def schema_difference(got: pa.Schema, want: pa.Schema) -> list[str]:
     any unit of one time zone) count as the same; a column the schema lacks starts with
     ``"column "`` (a repair cannot keep it by rewriting the part).
     """
-    out = []
     have = {f.name: f.type for f in got}
-    for f in want:
-        if f.name not in have:
-            out.append(f"no column {f.name}")
-        elif _storage_kind(have[f.name]) != _storage_kind(f.type):
-            out.append(f"{f.name} is {have[f.name]} here, {f.type} in the schema")
-    out += [f"column {n} is not in the schema" for n in have if n not in want.names]
+    out = [
+        f"{f.name} is {have[f.name]} here, {f.type} in the schema"
+        for f in want
+        if f.name in have and _storage_kind(have[f.name]) != _storage_kind(f.type)
+    ]
+    if missing := [f.name for f in want if f.name not in have]:
+        out.append(f"no column {_few(missing)}")
+    if extra := [n for n in have if n not in want.names]:
+        out.append(f"column {_few(extra)} not in the schema")
     return out
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _storage_kind(t: pa.DataType) -> str:
