@@ -36,7 +36,7 @@ def load(
             f"store {st.root} has no {table} rows" + (f" for sweep {sweep!r}" if sweep else "")
         )
     if where:
-        from sweep.query import select_where
+        from sweep.where import select_where
 
         return select_where(st, table, where, sweep)
     return st.read_table(table, sweep)

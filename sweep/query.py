@@ -19,8 +19,7 @@ independent locks keep a query inside the store:
 A query runs in a worker thread while the caller waits: it is interrupted after ``timeout``
 seconds, and Ctrl-C or SIGTERM (which the CLI turns into Ctrl-C) interrupts it at once.
 
-`select_where` is the one filter language of every command's ``--where``: a SQL condition,
-checked as a condition (nothing but one boolean expression fits) and run the same way.
+`sweep.where` runs every command's ``--where`` the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ def connect(
 
 # -- the statement check ---------------------------------------------------------------------
 @contextmanager
-def _parser():
+def parser_connection():
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -117,7 +116,7 @@ def _parser():
 def system_names() -> frozenset[str]:
     """Names a query may not give a CTE: DuckDB's system views and table functions (a bare
     ``FROM pg_settings`` outside the CTE's scope would read the real one)."""
-    with _parser() as con:
+    with parser_connection() as con:
         rows = con.execute(
             "SELECT view_name FROM duckdb_views() WHERE internal "
             "UNION SELECT function_name FROM duckdb_functions() WHERE function_type = 'table' "
@@ -126,7 +125,7 @@ def system_names() -> frozenset[str]:
     return frozenset(str(r[0]).lower() for r in rows)
 
 
-def _tree(con, sql: str) -> dict:
+def parse_tree(con, sql: str) -> dict:
     """DuckDB's parse tree of a SELECT as JSON (deep trees parse too: the limit is raised)."""
     text = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
     limit = sys.getrecursionlimit()
@@ -145,11 +144,11 @@ def check_query(sql: str) -> None:
 
     if not sql.strip().rstrip(";").strip():
         raise SweepError(f"query must be {_ALLOWED}; got an empty string")
-    with _parser() as parser:
+    with parser_connection() as parser:
         try:
             statements = parser.extract_statements(sql)
         except duckdb.Error as err:
-            raise SweepError(f"query is not valid SQL: {_first_line(err)}") from None
+            raise SweepError(f"query is not valid SQL: {first_line(err)}") from None
         if len(statements) != 1:
             raise SweepError(f"query must be a single statement; got {len(statements)}")
         kind = str(statements[0].type).rsplit(".", 1)[-1]
@@ -160,7 +159,7 @@ def check_query(sql: str) -> None:
             raise SweepError(
                 f"query must be {_ALLOWED}; got {_statement_word(sql, kind)}, which is not a query"
             )
-        tree = _tree(parser, checked)
+        tree = parse_tree(parser, checked)
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise SweepError(
             f"query must be {_ALLOWED}; got {tree.get('error_message', 'an unsupported statement')}"
@@ -288,7 +287,7 @@ def _check_node(node: dict, tables: frozenset[str]) -> None:
 
 
 # -- running ---------------------------------------------------------------------------------
-def _run(con, fetch: Callable[[Any], Any], timeout: float, what: str) -> Any:
+def run_bounded(con, fetch: Callable[[Any], Any], timeout: float, what: str) -> Any:
     """``fetch(con)`` in a worker thread; interrupted after ``timeout`` s or by Ctrl-C/SIGTERM."""
     import duckdb
 
@@ -326,7 +325,7 @@ def _run(con, fetch: Callable[[Any], Any], timeout: float, what: str) -> Any:
     if "error" in box:
         err = box["error"]
         if isinstance(err, duckdb.Error):
-            raise SweepError(f"{what} failed: {_first_line(err)}") from None
+            raise SweepError(f"{what} failed: {first_line(err)}") from None
         raise err
     return box["result"]
 
@@ -344,94 +343,20 @@ def run_query(
     try:
         con = connect(store, memory_limit=memory_limit)
     except duckdb.Error as err:
-        raise SweepError(f"store {store.root} could not be read: {_first_line(err)}") from None
+        raise SweepError(f"store {store.root} could not be read: {first_line(err)}") from None
     try:
-        return _run(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
+        return run_bounded(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
     finally:
-        _close(con)
+        close_quietly(con)
 
 
-def check_where(where: str) -> None:
-    """Refuse a ``--where`` that is anything but one SQL condition over the store's tables."""
-    if not isinstance(where, str) or not where.strip():
-        raise SweepError(f"--where must be a SQL condition, {_WHERE_EXAMPLE}; got {where!r}")
-    sql = _where_sql("trials", where)
-    try:
-        check_query(sql)
-    except SweepError as err:
-        raise SweepError(
-            f"--where must be a SQL condition, {_WHERE_EXAMPLE}; got {where!r} ({err})"
-        ) from None
-    with _parser() as parser:
-        tree = _tree(parser, sql)
-        template = _tree(parser, _where_sql("trials", "true"))
-    if _shape(tree) != _shape(template):  # e.g. "1=1) UNION SELECT … --" or "true ORDER BY 1"
-        raise SweepError(
-            f"--where must be one SQL condition, {_WHERE_EXAMPLE}; got {where!r} "
-            "(it reaches beyond the condition)"
-        )
-
-
-def _where_sql(table: str, where: str) -> str:
-    return f"SELECT * FROM {table} WHERE (\n{where}\n)"
-
-
-def _shape(tree: dict) -> Any:
-    """The parse tree without its condition and source positions (what every filter shares)."""
-    statements = tree.get("statements") or [{}]
-    node = dict(statements[0].get("node") or {})
-    node.pop("where_clause", None)
-    return _strip(node)
-
-
-def _strip(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if not k.startswith("query_location")}
-    if isinstance(node, list):
-        return [_strip(v) for v in node]
-    return node
-
-
-def select_where(
-    store: Store,
-    table: str,
-    where: str,
-    sweep: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
-) -> pd.DataFrame:
-    """The rows of ``table`` (of ``sweep``, or of every sweep) for which the SQL condition
-    ``where`` is true, run by the locked-down DuckDB of `run_query` (types as pandas reads the
-    Parquet parts)."""
-    import duckdb
-
-    if table not in TABLES:
-        raise SweepError(f"table must be one of {', '.join(TABLES)}; got {table!r}")
-    check_where(where)
-    con = connect(store, [sweep] if sweep is not None else None, memory_limit)
-    try:
-        data = _run(
-            con,
-            lambda c: c.sql(_where_sql(table, where)).to_arrow_table(),
-            timeout,
-            f"--where {where!r}",
-        )
-    except duckdb.Error as err:
-        raise SweepError(f"--where {where!r} failed: {_first_line(err)}") from None
-    finally:
-        _close(con)
-    return data.to_pandas()
-
-
-def _close(con) -> None:
+def close_quietly(con) -> None:
     """Close a connection; one whose query ignored the interrupt is left to its daemon thread."""
     import duckdb
 
-    try:
+    with suppress(duckdb.Error):
         con.close()
-    except duckdb.Error:
-        pass
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     return " ".join(str(err).split("\n")[:2]).strip()

@@ -16,6 +16,7 @@ Each problem's `Fix` is carried out under the sweep's lock (a sweep being run is
 from __future__ import annotations
 
 import os
+import shlex
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,3 +94,22 @@ def _set_aside(store: Store, path: Path, aside: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, target)  # a symbolic link moves as a link; its target is never touched
     return f"set aside: {path} -> {target}"
+
+
+def repair_command(report: Report) -> list[str]:
+    """The commands that repair what ``report`` found, as they can be pasted, and what is left
+    to a person (empty when there is nothing to do)."""
+    store = shlex.quote(str(report.root))
+    lines = []
+    if any(f.action != "by_hand" for f in report.fixes):
+        lines.append(f"repair: backdoor-sweep verify --repair --store {store}")
+    for name in sorted(report.unfinished):
+        lines.append(f"then: backdoor-sweep resume {name} --store {store}")
+    for f in report.fixes:
+        if f.action == "by_hand":
+            lines.append(
+                f"by hand: {f.path} needs a person (restore it from a copy, or move the sweep folder out of the store)"
+            )
+    if lines and not report.problems:  # only unfinished sweeps: finishing them is all there is
+        lines = [line.replace("then: ", "finish: ") for line in lines]
+    return lines

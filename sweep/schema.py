@@ -295,3 +295,37 @@ def spec_schemas(spec):
     from sweep.plan import plan_trials
 
     return table_schemas([r for p in plan_trials(spec) for r in p.results])
+
+
+def schema_difference(got, want) -> list[str]:
+    """How a part's schema differs from its table's, in words (empty when it is the same).
+
+    Types that every Parquet reader reads as one (``string`` and ``large_string``, timestamps in
+    any unit of one time zone) count as the same; a column the schema lacks starts with
+    ``"column "`` (a repair cannot keep it by rewriting the part).
+    """
+    have = {f.name: f.type for f in got}
+    out = [
+        f"{f.name} is {have[f.name]} here, {f.type} in the schema"
+        for f in want
+        if f.name in have and _storage_kind(have[f.name]) != _storage_kind(f.type)
+    ]
+    if missing := [f.name for f in want if f.name not in have]:
+        out.append(f"no column {_few(missing)}")
+    if extra := [n for n in have if n not in want.names]:
+        out.append(f"column {_few(extra)} not in the schema")
+    return out
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _storage_kind(t) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.tz}]"
+    return str(t)

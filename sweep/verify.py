@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backdoor_sweep.errors import SweepError
-from sweep.schema import NOT_COLUMNS, SCHEMA, TABLES, table_schemas
+from sweep.schema import NOT_COLUMNS, SCHEMA, TABLES, schema_difference, table_schemas
 from sweep.store import PART_NAME, Store
 
 SWEEP_ENTRIES = {"sweep.json", *TABLES}
@@ -287,38 +287,6 @@ def _read_parts(
     return out
 
 
-def schema_difference(got: pa.Schema, want: pa.Schema) -> list[str]:
-    """How a part's schema differs from its table's, in words (empty when it is the same).
-
-    Types that every Parquet reader reads as one (``string`` and ``large_string``, timestamps in
-    any unit of one time zone) count as the same; a column the schema lacks starts with
-    ``"column "`` (a repair cannot keep it by rewriting the part).
-    """
-    have = {f.name: f.type for f in got}
-    out = [
-        f"{f.name} is {have[f.name]} here, {f.type} in the schema"
-        for f in want
-        if f.name in have and _storage_kind(have[f.name]) != _storage_kind(f.type)
-    ]
-    if missing := [f.name for f in want if f.name not in have]:
-        out.append(f"no column {_few(missing)}")
-    if extra := [n for n in have if n not in want.names]:
-        out.append(f"column {_few(extra)} not in the schema")
-    return out
-
-
-def _few(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-def _storage_kind(t: pa.DataType) -> str:
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_timestamp(t):
-        return f"timestamp[{t.tz}]"
-    return str(t)
-
-
 def _check_types(schemas: dict[Path, pa.Schema], sweep: str, table: str, report: Report) -> None:
     """Each column must have one type across a table's parts: name the parts that differ."""
     kinds: dict[str, Counter] = {}
@@ -402,29 +370,12 @@ def _same(got: Any, want: Any) -> bool:
     return got == want or str(got) == str(want)
 
 
-def repair_command(report: Report) -> list[str]:
-    """The commands that repair what ``report`` found, as they can be pasted, and what is left
-    to a person (empty when there is nothing to do)."""
-    store = shlex.quote(str(report.root))
-    lines = []
-    if any(f.action != "by_hand" for f in report.fixes):
-        lines.append(f"repair: backdoor-sweep verify --repair --store {store}")
-    for name in sorted(report.unfinished):
-        lines.append(f"then: backdoor-sweep resume {name} --store {store}")
-    for f in report.fixes:
-        if f.action == "by_hand":
-            lines.append(
-                f"by hand: {f.path} needs a person (restore it from a copy, or move the sweep folder out of the store)"
-            )
-    if lines and not report.problems:  # only unfinished sweeps: finishing them is all there is
-        lines = [line.replace("then: ", "finish: ") for line in lines]
-    return lines
-
-
 def format_report(report: Report) -> list[str]:
     """The lines `backdoor-sweep verify` prints: problems, notes, then the repairing commands."""
     lines = [f"problem: {p}" for p in report.problems] + [f"note: {n}" for n in report.notes]
     n = len(report.sweeps)
     if report.ok:
         lines.append(f"ok: {report.root} holds {n} sweep(s) and no problem")
+    from sweep.repair import repair_command
+
     return lines + repair_command(report)

@@ -21,7 +21,9 @@ LOW, HIGH = 5 / 6 - 0.717109, 5 / 6 + 0.717109
 
 
 def frame(metric: str) -> pd.DataFrame:
-    return pd.DataFrame({"C": [1.0] * 3, "seed": [0, 1, 2], metric: [0.5, 1.0, 1.0], "status": "ok"})
+    return pd.DataFrame(
+        {"C": [1.0] * 3, "seed": [0, 1, 2], metric: [0.5, 1.0, 1.0], "status": "ok"}
+    )
 
 
 def test_a_rate_interval_is_clipped_to_one_and_marked():

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.load import load
 from backdoor_sweep.errors import SweepError
-from sweep.query import select_where
+from sweep.where import select_where
 from tests.handmade import trials_frame, write_sweep
 
 ERROR = "ValueError: a=b"
