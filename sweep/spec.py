@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from backdoor_sweep.errors import SweepError
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
+from sweep.schema import SWEEP_NAME_PATTERN
 from trainables.attacks.poisoning import POISONINGS
 from trainables.attacks.triggers import TRIGGERS
 from trainables.components import Registry, describe_error, parse_params
@@ -119,7 +120,7 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    name: Annotated[str, Field(pattern=SWEEP_NAME_PATTERN)]
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     learner: LearnerSection

@@ -58,10 +58,6 @@ class Component:
         self.params = params
 
     @classmethod
-    def param_names(cls) -> set[str]:
-        return set(cls.Params.model_fields)
-
-    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Component:
         return cls(parse_params(cls, config))
 

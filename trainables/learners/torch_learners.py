@@ -376,6 +376,3 @@ class TorchLogistic(TorchLearner):
     def weight_vector(self) -> np.ndarray | None:
         W = self.model_.out.weight.detach().double().cpu().numpy()
         return W[1] - W[0] if W.shape[0] == 2 else None
-
-
-TORCH_LEARNERS = (CNN, MLPLearner, ResNet18, TorchLogistic)
