@@ -140,6 +140,11 @@ def test_pattern_image_must_open_as_an_image(pattern_files):
         assert msg.startswith(
             f"attack.pattern_image must be an image file Pillow can read; got '{bad}'"
         )
+    msg = refused(spec_dict(**base, pattern_image=str(good.parent)))
+    assert (
+        msg
+        == f"attack.pattern_image must be an existing image file; got '{good.parent}' (a folder)"
+    )
     msg = refused(
         spec_dict(trigger="blend", pattern="image", grid={"pattern_image": [str(good), str(text)]})
     )

@@ -134,9 +134,11 @@ def _check_pattern_image(params: Params, image_shape: tuple[int, ...]) -> None:
             f"pattern_image is read only when pattern is 'image'; got pattern {params.pattern!r}"
         )
     if params.pattern_image is not None:
-        if not Path(params.pattern_image).is_file():
+        path = Path(params.pattern_image)
+        if not path.is_file():
+            why = "a folder" if path.is_dir() else "not found"
             raise SweepError(
-                f"pattern_image must be an existing image file; got {shown(params.pattern_image)} (not found)"
+                f"pattern_image must be an existing image file; got {shown(str(path))} ({why})"
             )
         h, w = image_shape[:2]
         load_image(params.pattern_image, h, w, channels_of(image_shape))  # decodes, or one line
