@@ -75,9 +75,10 @@ def run(
         bool, typer.Option("--overwrite", help="Replace a sweep of this name.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run more than 100,000 results.")] = False,
 ) -> None:
     """Run a sweep (the embedded default when no SPEC is given) and write the store."""
-    from sweep.spec import load_spec, with_overrides
+    from sweep.spec import check_result_count, load_spec, with_overrides
 
     if resume and overwrite:
         raise SweepError("--resume and --overwrite must not be given together; got both")
@@ -85,6 +86,7 @@ def run(
     if smoke:
         s = s.smoke()
     s = with_overrides(s, name=name, store=str(store) if store is not None else None)
+    check_result_count(s, force=force)
     _run_and_summarise(s, address=address, resume=resume, overwrite=overwrite, quiet=quiet)
 
 

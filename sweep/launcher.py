@@ -31,7 +31,7 @@ from backdoor_sweep.errors import SweepError
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.schema import spec_schemas
-from sweep.spec import Spec
+from sweep.spec import Spec, first_difference, parse_spec
 from sweep.store import Store
 from trainables.data.datasets import load_dataset
 
@@ -381,17 +381,33 @@ def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) 
         if overwrite:
             store.delete_sweep(spec.name)
         elif resume:
-            stored = store.read_meta(spec.name)
-            if stored.get("spec_digest") != spec.digest():
-                raise SweepError(
-                    f"--resume needs the spec sweep {spec.name!r} was started with; "
-                    "the given spec differs (use `backdoor-sweep resume NAME` or --overwrite)"
-                )
+            _check_same_spec(spec, store)
         else:
             raise SweepError(
                 f"sweep {spec.name!r} already exists in {store.root}; "
                 "pass --resume to finish it or --overwrite to replace it"
             )
+
+
+def _check_same_spec(spec: Spec, store: Store) -> None:
+    """Resuming needs the spec the sweep was started with, up to what changes no result (the
+    store's path among them: a moved or copied store resumes). The stored spec is validated
+    again, so stores written before a field was added compare by the field's default."""
+    stored = store.read_meta(spec.name).get("spec")
+    try:
+        started = parse_spec(stored, source=f"the spec stored for sweep {spec.name!r}")
+    except SweepError as err:
+        raise SweepError(
+            f"sweep {spec.name!r} cannot be resumed: its stored spec no longer validates ({err}); "
+            "replace it with --overwrite or run under another --name"
+        ) from None
+    diff = first_difference(started, spec)
+    if diff is not None:
+        raise SweepError(
+            f"--resume needs the spec sweep {spec.name!r} was started with; this one differs in "
+            f"{diff}. Finish the stored one with `backdoor-sweep resume {spec.name} --store "
+            f"{store.root}`, run this one under another --name, or replace it with --overwrite"
+        )
 
 
 def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
