@@ -51,8 +51,9 @@ def configurations(spec: Spec) -> list[dict[str, Any]]:
     return grid_configurations(spec)
 
 
-def screen_plans(spec: Spec) -> list[TrialPlan]:
-    """Stage one: every configuration × the probe setting × every seed, with its learning curve."""
+def screen_plans(spec: Spec, configs: list[dict[str, Any]] | None = None) -> list[TrialPlan]:
+    """Stage one: every configuration (default `configurations`) × the probe setting × every
+    seed, with its learning curve."""
     curves = (
         spec.curves.model_dump()
         if spec.curves.enabled
@@ -60,7 +61,7 @@ def screen_plans(spec: Spec) -> list[TrialPlan]:
     )
     return plan_configurations(
         spec,
-        configurations(spec),
+        configurations(spec) if configs is None else configs,
         inner=[probe_setting(spec)],
         stage=SCREEN_STAGE,
         extra={"curves": curves},

@@ -69,7 +69,9 @@ class Range(BaseModel):
 
     def endpoints(self) -> list:
         """The smallest and largest value it can draw (what validation checks)."""
-        return [self.low, self.high - 1] if self.kind == "randint" else [self.low, self.high]
+        if self.kind == "randint":
+            return sorted({self.low, self.high - 1})  # one value when high = low + 1
+        return [self.low, self.high]
 
     @property
     def n_values(self) -> float:

@@ -279,6 +279,8 @@ class OptunaRun:
     def _fit(self, data, writer, remaining: int, folder) -> None:
         from ray import tune
 
+        from sweep.launcher import _make_stopper, resume_command
+
         spec = self.spec
         trainable = tune.with_resources(
             tune.with_parameters(_search_trial, data=data, template=self.template()),
@@ -301,12 +303,18 @@ class OptunaRun:
                     storage_path=scratch,
                     verbose=0,
                     callbacks=[callback],
+                    stop=_make_stopper(writer),
                     failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
                 ),
             )
             tuner.fit()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if writer.failure is not None:
+            raise SweepError(
+                f"{writer.failure}; the search stopped (the trials stored so far are kept): "
+                f"free space or fix the store, then `{resume_command(spec)}`"
+            )
 
     def n_results(self) -> int:
         return len(stored_rows(self.store, self.spec.name))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from backdoor_sweep.errors import SweepError
 from sweep.plan import TrialPlan, plan_configurations, plan_trials
 from sweep.progress import Progress
 from sweep.search import FULL_STAGE, SCREEN_STAGE, STAGE_COLUMN
@@ -53,19 +54,24 @@ def run_search(
         started = init_ray(address, num_cpus) if run.pending() else False
         meta, _ = open_meta(spec, store, run.n_configurations)
         counts = {"ok": 0, "error": 0, "skipped": 0}
-        complete = False
+        complete, failed = False, True
         try:
             complete = run.run(data, counts, show_progress)
+            failed = False
         finally:
-            close_meta(
-                spec,
-                store,
-                meta,
-                complete=complete,
-                wall=time.perf_counter() - t_start,
-                resume=resume,
-                search=run.summary(),
-            )
+            try:
+                close_meta(
+                    spec,
+                    store,
+                    meta,
+                    complete=complete,
+                    wall=time.perf_counter() - t_start,
+                    resume=resume,
+                    search=run.summary(),
+                )
+            except SweepError:
+                if not failed:  # the store failed before: that error is the one to show
+                    raise
             if started:
                 import ray
 
@@ -140,6 +146,33 @@ def stored_plans(spec: Spec, df: pd.DataFrame) -> list[TrialPlan]:
             return one
         return one + full_plans(spec, screen(spec, one, df).kept)
     return plan_trials(spec)
+
+
+def possible_plans(spec: Spec) -> list[TrialPlan]:
+    """Every kind of trial the sweep may run: what its store's one schema is made of
+    (`sweep.schema`), without drawing a sample.
+
+    A grid is its plan. A sampled range may take any value between its endpoints, all of one
+    kind, so a search counts its ranges by their endpoints beside every value of its lists; a
+    slope screen may keep any configuration for stage two.
+    """
+    if spec.search.is_default:
+        return plan_trials(spec)
+    import itertools
+
+    from sweep.plan import outer_axes
+    from sweep.search import Range
+
+    axes = outer_axes(spec)
+    lists = [
+        spec.grid[a].endpoints() if isinstance(spec.grid[a], Range) else spec.grid[a] for a in axes
+    ]
+    configs = [dict(zip(axes, v, strict=True)) for v in itertools.product(*lists)]
+    if spec.search.strategy == "slope_screen":
+        from sweep.screening import full_plans, screen_plans
+
+        return screen_plans(spec, configs) + full_plans(spec, configs)
+    return plan_configurations(spec, configs)
 
 
 def plan_of_row(spec: Spec, row: dict) -> list[TrialPlan]:

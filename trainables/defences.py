@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.base import clone
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
 from trainables.attacks.poisoning import Poisoned
 from trainables.components import Component, Params, Registry, parse_params
 from trainables.data.datasets import Dataset
@@ -72,10 +72,6 @@ class Defence(Component):
         """Fit ``learner`` in place; return extra result columns."""
         raise NotImplementedError
 
-    @classmethod
-    def check_cell(cls, cell: dict, origins: dict) -> None:
-        """Refuse a grid point this defence cannot run (checked before anything runs)."""
-
 
 def _origin(origins: dict, key: str) -> str:
     return origins.get(key, key)
@@ -88,7 +84,7 @@ def _needs_network(defence: str, learner_name: object, field: str = "learner.nam
             sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch")
         )
         raise SweepError(
-            f"{field} must be a network learner ({nets}) with defence {defence}; got {learner_name!r}"
+            f"{field} must be a network learner ({nets}) with defence {defence}; got {shown(learner_name)}"
         )
 
 
@@ -114,9 +110,10 @@ class DPSGD(Defence):
 
     name = "dp_sgd"
     Params = DPSGDParams
+    check_keys = ("learner", *DPSGDParams.model_fields, *COUPLED_REGULARISERS)
 
     @classmethod
-    def check_cell(cls, cell, origins):
+    def check_cell(cls, cell, origins, info=None):
         _needs_network(cls.name, cell["learner"], _origin(origins, "learner"))
         p = parse_params(cls, cell, origins)
         _check_dp(p, lambda k: _origin(origins, k))
@@ -126,7 +123,7 @@ class DPSGD(Defence):
             if value:
                 raise SweepError(
                     f"{_origin(origins, key)} must be 0 with defence dp_sgd (it couples the samples "
-                    f"of a batch, so per-sample clipping would not bound one sample's influence); got {value!r}"
+                    f"of a batch, so per-sample clipping would not bound one sample's influence); got {shown(value)}"
                 )
 
     def train(self, learner, poisoned, data, rng, test=None):
@@ -189,9 +186,10 @@ class CleanFinetune(Defence):
 
     name = "clean_finetune"
     Params = CleanFinetuneParams
+    check_keys = ("learner",)
 
     @classmethod
-    def check_cell(cls, cell, origins):
+    def check_cell(cls, cell, origins, info=None):
         _needs_network(cls.name, cell["learner"], _origin(origins, "learner"))
 
     def train(self, learner, poisoned, data, rng, test=None):
