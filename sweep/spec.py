@@ -68,7 +68,7 @@ class DefenceSection(_Section):
 
 
 class CurvesSection(BaseModel):
-    """Backdoor learning curves (SCIENCE.md §5): off, or the β grid to retrain over.
+    """Backdoor learning curves (docs/science.md §5): off, or the β grid to retrain over.
 
     Enabled without ``betas``, the grid is ``trainables.measures.curves.DEFAULT_BETAS`` (0 and 12
     log-spaced values from 1e-3 to 1), written into the spec so the store records it.
@@ -89,7 +89,7 @@ class CurvesSection(BaseModel):
 
 
 class ExplainSection(BaseModel):
-    """Explanations per result (issue 8; `trainables.measures.influence`, `trainables.measures.dynamics`).
+    """Explanations per result (`trainables.measures.influence`, `trainables.measures.dynamics`).
 
     ``influence_k``: each result row gets ``influential_poison_frac``, the share of poisoned rows
     among the ``influence_k`` most influential training samples of a triggered non-target test
