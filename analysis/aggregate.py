@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sweep.schema import is_rate
 
@@ -23,7 +22,7 @@ def aggregate(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     out = g.agg(mean="mean", std="std", n="count").reset_index()
     half = np.where(
         out["n"] > 1,
-        stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
+        _t_quantile(0.975, np.maximum(out["n"] - 1, 1))
         * out["std"]
         / np.sqrt(out["n"].clip(lower=1)),
         np.nan,
@@ -36,3 +35,10 @@ def aggregate(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
         clipped = pd.Series(False, index=out.index)
     out["ci_low"], out["ci_high"], out["ci_clipped"] = low, high, clipped.astype(bool)
     return out
+
+
+def _t_quantile(q: float, dof):
+    """Student's t quantile; SciPy is imported here, not with the module (commands start fast)."""
+    from scipy import stats
+
+    return stats.t.ppf(q, dof)

@@ -94,3 +94,7 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+
+# A function named like its module is bound now: importing the module later would otherwise
+# replace the lazy name with the module (``from sweep import inventory`` must give the function).
+from sweep.inventory import inventory  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Defences (SCIENCE.md §8): how the defender trains on the (possibly poisoned) training set.
+"""Defences (docs/science.md §8): how the defender trains on the (possibly poisoned) training set.
 
 A defence wraps the fit: ``train(learner, poisoned, data, rng, test)`` fits ``learner`` in place and
 returns extra columns for the store; ``run_result`` then measures the final ``clean_acc``/``asr`` on the
@@ -170,7 +170,7 @@ def split_train_val(idx: np.ndarray, train_share: float = 0.8) -> tuple[np.ndarr
 
 
 class CleanFinetune(Defence):
-    """Clean fine-tuning (SCIENCE.md §8), on a network learner.
+    """Clean fine-tuning (docs/science.md §8), on a network learner.
 
     The training split plays the 95 % of the 76/19/5 protocol: a seeded ``finetune_clean_fraction``
     (default 19/95 = 1/5) of its rows is the trusted clean-set — poisoned rows drawn into it are
@@ -277,7 +277,7 @@ def draw_trusted(
 
 
 class Filter(Defence):
-    """Trusted-subset filtering detection (SCIENCE.md §8), for any learner.
+    """Trusted-subset filtering detection (docs/science.md §8), for any learner.
 
     A copy of the learner (same hyperparameters) is fitted on ``filter_trusted_fraction`` of the
     training rows, drawn among the clean ones with every class represented; every training row is

@@ -1,4 +1,4 @@
-"""Poisoning strategies (SCIENCE.md §2).
+"""Poisoning strategies (docs/science.md §2).
 
 A strategy takes the clean training set, a fitted trigger, the target label index, the number of
 classes, the result's random generator and (optionally) the class names, and returns a `Poisoned`

@@ -1,4 +1,4 @@
-"""Backdoor triggers (SCIENCE.md §3).
+"""Backdoor triggers (docs/science.md §3).
 
 A trigger is built from its parameters, ``fit`` on the training images once per result (seeding
 its pattern, or learning a PCA basis), then ``apply``-ed to any batch of images of the same shape.

@@ -13,7 +13,7 @@ Larger C means weaker regularisation for all of them:
 - ``logistic``: ``LogisticRegression(C)`` — ½‖w‖² + C·Σ sᵢ·logloss, intercept unpenalised.
 
 Tight solver tolerances are the default because learning curves and finite-difference slopes
-compare fits that differ by a tiny weight (see ENGINEERING.md: SVC tol ≤ 1e-7 keeps the sign).
+compare fits that differ by a tiny weight (SVC tol ≤ 1e-7 keeps the sign of a finite difference; docs/science.md §6).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SklearnLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         return self
 
     def fit_beta(self, X, y, is_poison, beta: float):
-        """Fit with weight 1 on clean and ``beta`` on poisoned rows (SCIENCE.md §5).
+        """Fit with weight 1 on clean and ``beta`` on poisoned rows (docs/science.md §5).
 
         β = 0 fits the clean rows only: SVC drops zero-weight rows itself and then indexes its
         support vectors in the reduced set, so the reduced set is made explicit here.

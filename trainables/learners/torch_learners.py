@@ -2,7 +2,7 @@
 
 Each stores keyword hyperparameters in ``__init__`` — exactly the fields of its ``Params`` model,
 where each is declared once (`trainables.components.Hyperparameters`), so ``resnet18`` takes no
-``cnn_width`` — and builds, seeds and trains its torch module in ``fit`` (SCIENCE.md §5, §8;
+``cnn_width`` — and builds, seeds and trains its torch module in ``fit`` (docs/science.md §5, §8;
 modules in `trainables.learners.networks`, the loop in `trainables.learners.training`, the
 objective and its latent regularisers in `trainables.learners.regularisers`). Beyond ``fit``/``predict``/``predict_proba``/``decision_function``:
 
