@@ -173,13 +173,13 @@ def test_cli_svm_sweep_influence_column_and_explain_page(tmp_path, cli_env):
         store,
         "--where",
         "C = 10",
-        "--sample",
+        "--test-index",
         "9999",
         "--out",
         str(out),
         env=cli_env,
     )
-    assert "--sample must be a test sample index" in one_line_error(sample)
+    assert "--test-index must be a test sample index" in one_line_error(sample)
 
 
 @pytest.mark.slow

@@ -137,7 +137,7 @@ def test_cli_triggers(tmp_path, cli_env):
         str(PRESETS_DIR / "digits_trigger_zoo.yaml"),
         "--out",
         str(out),
-        "--samples",
+        "--images",
         "2",
         env=cli_env,
     )

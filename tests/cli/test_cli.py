@@ -98,7 +98,7 @@ def test_smoke_run_then_query_heatmap_select_ls(tmp_path, cli_env):
     bad = cli("heatmap", "--store", str(store), "--metric", "nope", "--out", str(out), env=cli_env)
     assert bad.returncode == 2 and "--metric must be a column" in bad.stderr
 
-    s = cli("select", "--store", str(store), "--json", env=cli_env)
+    s = cli("select", "--store", str(store), "--format", "json", env=cli_env)
     assert s.returncode == 0, s.stderr
     choice = json.loads(s.stdout)
     assert set(choice["choice"]) == {"C", "gamma"}

@@ -1,0 +1,117 @@
+"""How long the quick commands take from the shell: `query`, `ls`, `select`, `--help`.
+
+Each command runs as a real subprocess (``python -m backdoor_sweep.cli ...``) against a small
+hand-made store of real Parquet files (72 results, written without Ray), several times; the median
+wall time is reported, next to the bare interpreter's start (``python -c pass``). A command's *own*
+time is its wall time minus that start. With ``--modules`` it also lists which heavy libraries each
+command imported (``python -X importtime``), the thing that decides the figures.
+
+Usage::
+
+    python bench/cli_startup.py                  # 5 runs of each command
+    python bench/cli_startup.py --runs 9 --json out.json --modules
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: libraries whose import is what makes a command slow to start
+HEAVY = ("ray", "torch", "sklearn", "scipy", "pandas", "pyarrow", "duckdb", "plotly", "pydantic")
+
+
+def commands(store: str) -> dict[str, list[str]]:
+    return {
+        "--help": ["--help"],
+        "query 'select 1'": ["query", "select 1", "--store", store],
+        "query (group by)": [
+            "query",
+            "select C, avg(asr) as asr from trials group by C order by C",
+            "--store",
+            store,
+        ],
+        "ls": ["ls", "--store", store],
+        "select": ["select", "--store", store],
+        "select --json": ["select", "--store", store, "--json"],
+    }
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr.strip()}")
+    return wall
+
+
+def heavy_modules(argv: list[str], env: dict[str, str]) -> list[str]:
+    """The heavy top-level packages a command imported, from ``-X importtime``."""
+    out = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]], env=env, capture_output=True, text=True
+    )
+    seen = set()
+    for line in out.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name.split(".")[0] in HEAVY and "." not in name:
+                seen.add(name)
+    return sorted(seen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="runs of each command (median reported)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    ap.add_argument("--modules", action="store_true", help="list the heavy imports per command")
+    args = ap.parse_args()
+
+    from tests.handmade import write_sweep
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = str(write_sweep(Path(tmp) / "store").root)
+        base = statistics.median(
+            timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)
+        )
+        rows = []
+        for label, cmd in commands(store).items():
+            argv = [sys.executable, "-m", "backdoor_sweep.cli", *cmd]
+            timed(argv, env)  # warm the file cache
+            walls = [timed(argv, env) for _ in range(args.runs)]
+            wall = statistics.median(walls)
+            row = {"command": label, "wall_s": round(wall, 3), "own_s": round(wall - base, 3)}
+            if args.modules:
+                row["heavy_imports"] = heavy_modules(argv, env)
+            rows.append(row)
+            print(
+                f"{label:20s} wall {wall:6.2f} s   own {wall - base:6.2f} s"
+                + (f"   imports {', '.join(row['heavy_imports']) or '-'}" if args.modules else ""),
+                flush=True,
+            )
+    print(f"{'python -c pass':20s} wall {base:6.2f} s")
+    result = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "interpreter_start_s": round(base, 3),
+        "commands": rows,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
