@@ -3,7 +3,8 @@
 Each command runs as a real subprocess (``python -m backdoor_sweep.cli ...``) against a small
 hand-made store of real Parquet files (72 results, written without Ray), several times; the median
 wall time is reported, next to the bare interpreter's start (``python -c pass``). A command's *own*
-time is its wall time minus that start. With ``--modules`` it also lists which heavy libraries each
+time is its time minus that start. Wall time on a shared machine depends on its load, so the CPU
+time (user + system, of the command's whole process) is reported beside it. With ``--modules`` it also lists which heavy libraries each
 command imported (``python -X importtime``), the thing that decides the figures.
 
 Usage::
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,17 +46,21 @@ def commands(store: str) -> dict[str, list[str]]:
         ],
         "ls": ["ls", "--store", store],
         "select": ["select", "--store", store],
-        "select --json": ["select", "--store", store, "--json"],
+        "select --format json": ["select", "--store", store, "--format", "json"],
     }
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr.strip()}")
-    return wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def heavy_modules(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -83,30 +89,41 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         store = str(write_sweep(Path(tmp) / "store").root)
-        base = statistics.median(
-            timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)
-        )
+        bare = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
+        base = statistics.median(w for w, _ in bare)
+        base_cpu = statistics.median(c for _, c in bare)
         rows = []
         for label, cmd in commands(store).items():
             argv = [sys.executable, "-m", "backdoor_sweep.cli", *cmd]
             timed(argv, env)  # warm the file cache
-            walls = [timed(argv, env) for _ in range(args.runs)]
-            wall = statistics.median(walls)
-            row = {"command": label, "wall_s": round(wall, 3), "own_s": round(wall - base, 3)}
+            runs = [timed(argv, env) for _ in range(args.runs)]
+            wall = statistics.median(w for w, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            row = {
+                "command": label,
+                "wall_s": round(wall, 3),
+                "own_wall_s": round(wall - base, 3),
+                "cpu_s": round(cpu, 3),
+                "own_cpu_s": round(cpu - base_cpu, 3),
+            }
             if args.modules:
                 row["heavy_imports"] = heavy_modules(argv, env)
             rows.append(row)
             print(
-                f"{label:20s} wall {wall:6.2f} s   own {wall - base:6.2f} s"
+                f"{label:22s} wall {wall:6.2f} s  own {wall - base:6.2f} s   "
+                f"CPU {cpu:6.2f} s  own {cpu - base_cpu:6.2f} s"
                 + (f"   imports {', '.join(row['heavy_imports']) or '-'}" if args.modules else ""),
                 flush=True,
             )
-    print(f"{'python -c pass':20s} wall {base:6.2f} s")
+    print(f"{'python -c pass':22s} wall {base:6.2f} s               CPU {base_cpu:6.2f} s")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     result = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "runs": args.runs,
         "interpreter_start_s": round(base, 3),
+        "interpreter_start_cpu_s": round(base_cpu, 3),
         "commands": rows,
     }
     if args.json:

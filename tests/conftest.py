@@ -21,6 +21,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+#: what a test run may leave in the repository: caches and the venv, nothing else
+_REPO_BOOKKEEPING = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def repository_files() -> set[str]:
+    """Every file of the checkout except version control, the venv and caches."""
+    found = set()
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _REPO_BOOKKEEPING and not d.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(folder, f), ROOT) for f in files)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_repository():
+    """Tests write only to their temporary folders: a file that appears in the checkout during the
+    session (a screenshot, a default ``--out``, a ``results/`` store) fails the run."""
+    before = repository_files()
+    yield
+    added = sorted(repository_files() - before)
+    assert not added, f"tests wrote into the repository: {added[:10]}"
+
 
 def start_ray():
     """The test session's in-process Ray runtime (2 CPUs), started once."""
