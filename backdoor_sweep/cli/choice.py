@@ -108,7 +108,7 @@ def report(
     ),
     clean_tolerance: CleanToleranceOpt = 0.01,
 ) -> None:
-    """One self-contained HTML report: what was swept, heatmaps, curves, Pareto front, robust choice."""
+    """One self-contained HTML report: the verdict, heatmaps, importance, curves, explanations."""
     st = existing_store(store)
     names = pick_sweeps(st, sweep)
     typer.echo(f"building the report of {', '.join(names)} ...", err=True)

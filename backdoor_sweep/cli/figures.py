@@ -1,4 +1,8 @@
-"""`heatmap`, `curves`, `explain` and `triggers`: figures of one sweep, and of triggers before a sweep."""
+"""`heatmap`, `importance`, `parallel` and `curves`: figures of one sweep.
+
+A figure's ``--out`` may end in .html (self-contained, opens offline), .png, .pdf or .svg (plotly's
+static export in headless Chromium).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import typer
 
 from backdoor_sweep.cli.app import app
 from backdoor_sweep.cli.options import (
+    CleanToleranceOpt,
     StoreOpt,
     SweepOpt,
     existing_store,
@@ -19,8 +24,33 @@ from backdoor_sweep.cli.options import (
 )
 from backdoor_sweep.errors import SweepError
 
-#: results one `explain` page shows at most (each is rebuilt by refitting)
-MAX_EXPLAINED = 4
+FigureOut = Annotated[
+    Path | None,
+    out_option(
+        "FILE.html (self-contained, opens offline), .png, .pdf or .svg (plotly's static export "
+        "in headless Chromium)."
+    ),
+]
+ColourOpt = Annotated[
+    str, typer.Option("--colour", metavar="COLUMN", help="Colour by this column.")
+]
+
+
+def figure_path(out: Path | None, default: str) -> Path:
+    """``--out`` (or the command's default file), checked before any work: a known suffix."""
+    from analysis.static import check_figure_path
+
+    return check_figure_path(out if out is not None else Path(default))
+
+
+def _recommended(df, clean_tolerance: float) -> dict | None:
+    """The verdict's configuration, or None when there is none to mark."""
+    from analysis.verdict import verdict_info
+
+    try:
+        return verdict_info(df, clean_tolerance).recommended.choice
+    except SweepError:
+        return None
 
 
 @app.command()
@@ -28,21 +58,29 @@ def heatmap(
     sweep: SweepOpt = None,
     store: StoreOpt = None,
     metric: Annotated[
-        str,
-        typer.Option(
-            "--metric", metavar="METRIC", help="Column to colour by, e.g. asr, clean_acc, slope."
-        ),
+        str, typer.Option("--metric", metavar="METRIC", help="Metric column to map.")
     ] = "asr",
-    x: Annotated[str, typer.Option("--x", metavar="AXIS", help="Grid axis across.")] = "C",
-    y: Annotated[str, typer.Option("--y", metavar="AXIS", help="Grid axis down.")] = "gamma",
+    x: Annotated[
+        str | None,
+        typer.Option(
+            "--x", metavar="AXIS", help="Column on x (default: the sweep's first learner axis)."
+        ),
+    ] = None,
+    y: Annotated[
+        str | None,
+        typer.Option(
+            "--y", metavar="AXIS", help="Column on y (default: the sweep's next grid axis)."
+        ),
+    ] = None,
     facet: Annotated[
         str | None,
         typer.Option(
             "--facet",
             metavar="A,B",
-            help="One panel per value (default poison_rate; comma-separated for a grid, e.g. poison_rate,trigger_size; 'none' for one panel).",
+            help="One panel per value, comma-separated for a grid (e.g. poison_rate,trigger_size); "
+            "'none' for one panel. Default: the sweep's attack axes.",
         ),
-    ] = "poison_rate",
+    ] = None,
     agg: Annotated[
         str,
         typer.Option(
@@ -50,25 +88,123 @@ def heatmap(
         ),
     ] = "mean",
     where: Annotated[str | None, where_option()] = None,
-    out: Annotated[Path, out_option("HTML file (plotly.js embedded: opens offline).")] = Path(
-        "heatmap.html"
-    ),
+    clean_tolerance: CleanToleranceOpt = 0.01,
+    out: FigureOut = None,
 ) -> None:
-    """A heatmap of a metric over two axes, one panel per facet value."""
+    """A heatmap of a metric over two grid axes, one panel per attack setting.
+
+    Without --x/--y/--facet the axes come from the sweep's grid; the recommended configuration is
+    outlined, cells outside the clean-accuracy tolerance are grey.
+    """
+    path = figure_path(out, "heatmap.html")
     st = existing_store(store)
     name = pick_sweep(st, sweep)
-    from analysis.heatmap import heatmap_info, render_heatmap
+    from analysis.heatmap import default_axes, heatmap_info
+    from analysis.heatmap_figure import render_heatmap
     from analysis.load import load
+    from analysis.static import write_figure
 
     df = load(st, name, where)
-    facets = None if facet in (None, "", "none") else split_list(facet)
-    info = heatmap_info(df, x=x, y=y, metric=metric, facet=facets, agg=agg)
-    fig = render_heatmap(info, title=f"{name}: {agg} {metric}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
-    typer.echo(
-        f"wrote {out} ({len(info.panels)} panel(s), {len(info.x_values)}x{len(info.y_values)} cells)"
+    facets = None if facet is None else split_list(facet) or []
+    if facets == ["none"]:
+        facets = []
+    if x is None or y is None or facets is None:
+        dx, dy, dfacets = default_axes(df)
+        order = [a for a in (dx, dy, *dfacets) if a is not None]
+        x = x or next((a for a in order if a != y), None)
+        if x is None:
+            raise SweepError(f"--x is needed: the sweep has no grid axis besides --y {y!r}")
+        y = y or next((a for a in order if a != x), None)
+        if facets is None:
+            facets = [a for a in order if a not in (x, y)][:2]
+    info = heatmap_info(
+        df,
+        x=x,
+        y=y,
+        metric=metric,
+        facet=facets or None,
+        agg=agg,
+        clean_tolerance=clean_tolerance,
+        mark=_recommended(df, clean_tolerance),
     )
+    fig = render_heatmap(info)
+    fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+    write_figure(fig, path)
+    typer.echo(
+        f"wrote {path} ({len(info.panels)} panel(s), {len(info.x_values)}x{len(info.y_values)} "
+        f"cells; {info.aggregated_over})"
+    )
+
+
+@app.command()
+def importance(
+    sweep: SweepOpt = None,
+    store: StoreOpt = None,
+    metric: Annotated[
+        str, typer.Option("--metric", metavar="A,B", help="Metrics, comma-separated.")
+    ] = "asr,clean_acc",
+    where: Annotated[str | None, where_option()] = None,
+    out: Annotated[Path | None, out_option("Also draw it: FILE.html, .png, .pdf or .svg.")] = None,
+) -> None:
+    """Which grid axis moves each metric most: main-effect share of its variance over the grid.
+
+    The results' variance splits into one main effect per axis (the first-order term of a functional
+    ANOVA, exact on the grid), their interactions and the spread between seeds.
+    """
+    if out is not None:
+        figure_path(out, "importance.html")
+    st = existing_store(store)
+    name = pick_sweep(st, sweep)
+    from analysis.importance import importance_info, render_importance
+    from analysis.load import load
+
+    info = importance_info(load(st, name, where), split_list(metric) or [])
+    for m in info.metrics:
+        ranked = ", ".join(f"{a} {share:.0%}" for a, share in m.ranked())
+        typer.echo(
+            f"{m.metric}: {ranked}; interactions {m.interactions:.0%}; seeds {m.seeds:.0%} "
+            f"({m.n_results} results, {m.n_cells} cells)"
+        )
+    for note in info.notes:
+        typer.echo(f"note: {note}")
+    if out is not None:
+        from analysis.static import write_figure
+
+        fig = render_importance(info)
+        fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+        typer.echo(f"wrote {write_figure(fig, out)}")
+
+
+@app.command()
+def parallel(
+    sweep: SweepOpt = None,
+    store: StoreOpt = None,
+    colour: ColourOpt = "asr",
+    metric: Annotated[
+        str, typer.Option("--metric", metavar="A,B", help="Metric axes, comma-separated.")
+    ] = "clean_acc,asr",
+    where: Annotated[str | None, where_option()] = None,
+    clean_tolerance: CleanToleranceOpt = 0.01,
+    out: FigureOut = None,
+) -> None:
+    """Parallel coordinates: every grid cell as a line through its axes and metrics."""
+    path = figure_path(out, "parallel.html")
+    st = existing_store(store)
+    name = pick_sweep(st, sweep)
+    from analysis.load import load
+    from analysis.parallel import parallel_info, render_parallel
+    from analysis.static import write_figure
+
+    info = parallel_info(
+        load(st, name, where),
+        split_list(metric) or [],
+        colour=colour,
+        clean_tolerance=clean_tolerance,
+    )
+    fig = render_parallel(info)
+    fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+    write_figure(fig, path)
+    typer.echo(f"wrote {path} ({len(info.cells)} grid cells, {len(info.dimensions)} axes)")
 
 
 @app.command()
@@ -84,15 +220,11 @@ def curves(
             help="Panel axes, comma-separated (default: the varying learner/defence parameters).",
         ),
     ] = None,
-    colour: Annotated[
-        str,
-        typer.Option("--colour", metavar="COLUMN", help="One colour per value of this column."),
-    ] = "poison_rate",
-    out: Annotated[Path, out_option("HTML file (plotly.js embedded: opens offline).")] = Path(
-        "curves.html"
-    ),
+    colour: ColourOpt = "poison_rate",
+    out: FigureOut = None,
 ) -> None:
     """Backdoor learning curves: loss on TS dashed, on TS+BT solid, a colour per poison rate."""
+    path = figure_path(out, "curves.html")
     st = existing_store(store)
     name = pick_sweep(st, sweep)
     if not st.parts(name, "curves"):
@@ -102,6 +234,7 @@ def curves(
     from analysis.curves import curves_info, render_curves
     from analysis.load import filter_rows, load
     from analysis.select import choice_axes
+    from analysis.static import write_figure
 
     trials = load(st, name)
     # panels name every learner parameter the sweep varies, even one --where pins to one value
@@ -109,154 +242,7 @@ def curves(
     trials = filter_rows(trials, where) if where else trials
     info = curves_info(trials, load(st, name, table="curves"), panel_by=panel_by, colour_by=colour)
     fig = render_curves(info, title=f"{name}: backdoor learning curves (TS dashed, TS+BT solid)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    write_figure(fig, path)
     typer.echo(
-        f"wrote {out} ({len(info.panels)} panel(s), {len(info.colour_values)} {colour} value(s))"
+        f"wrote {path} ({len(info.panels)} panel(s), {len(info.colour_values)} {colour} value(s))"
     )
-
-
-@app.command()
-def explain(
-    where: Annotated[
-        str,
-        typer.Option(
-            "--where",
-            metavar="SQL",
-            help='Explain the results where this SQL holds, e.g. "C = 10 AND gamma = 0.01".',
-        ),
-    ],
-    sweep: SweepOpt = None,
-    store: StoreOpt = None,
-    test_index: Annotated[
-        int | None,
-        typer.Option(
-            "--test-index",
-            metavar="INT",
-            help="Index of the test sample to explain (default: the first not of the target class).",
-        ),
-    ] = None,
-    k: Annotated[
-        int, typer.Option("--k", metavar="INT", help="How many most influential training samples.")
-    ] = 10,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            metavar="INT",
-            help="Seed of the result, one of the spec's seeds (default: the first matched).",
-        ),
-    ] = None,
-    out: Annotated[Path, out_option("HTML file (self-contained: opens offline).")] = Path(
-        "explain.html"
-    ),
-) -> None:
-    """Why a result is (not) backdoored: gradient maps, most influential training samples, dynamics.
-
-    Rebuilds the matched result(s) from the sweep's spec — same seeds, same code — and its clean
-    (β = 0) model, then draws one self-contained page.
-    """
-    if k < 1:
-        raise SweepError(f"--k must be at least 1; got {k}")
-    st = existing_store(store)
-    name = pick_sweep(st, sweep)
-    from analysis.explain import explain_info, pick_rows, rebuild
-    from analysis.explain_page import explain_page
-    from analysis.load import load
-
-    rows = pick_rows(load(st, name, where), seed)
-    if rows.empty:
-        raise SweepError(
-            f"--where must match a successful result of sweep {name!r}"
-            + (f" with seed {seed}" if seed is not None else "")
-            + f"; got {where!r}"
-        )
-    shown = rows.head(MAX_EXPLAINED).to_dict("records")
-    infos = []
-    for i, r in enumerate(shown, 1):
-        typer.echo(f"explain: rebuilding result {i} of {len(shown)} ...", err=True)
-        infos.append(explain_info(rebuild(st, name, r), sample=test_index, k=k))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        explain_page(
-            infos,
-            f"backdoor-sweep explain: {name}",
-            footer=f"store {st.root.resolve()} · --where {where}",
-        ),
-        encoding="utf-8",
-    )
-    more = (
-        f"; {len(rows) - MAX_EXPLAINED} more matched (narrow --where)"
-        if len(rows) > MAX_EXPLAINED
-        else ""
-    )
-    typer.echo(f"wrote {out} ({len(infos)} result(s) of {name}{more})")
-    for info in infos:
-        typer.echo(
-            f"{info.title}: influential_poison_frac {info.influential_poison_frac:.3f} (top-{info.k})"
-        )
-
-
-@app.command()
-def triggers(
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            "--dataset",
-            metavar="NAME",
-            help="digits, mnist, fashion_mnist or cifar10 (default digits; image_folder needs --spec).",
-        ),
-    ] = None,
-    data_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-root",
-            metavar="FOLDER",
-            help="Folder with the dataset files (default $BACKDOOR_SWEEP_DATA, else ./data).",
-        ),
-    ] = None,
-    spec: Annotated[
-        Path | None,
-        typer.Option(
-            "--spec", metavar="SPEC", help="Use this spec's dataset and attack parameters."
-        ),
-    ] = None,
-    out: Annotated[Path, out_option("FILE.png or FILE.html (self-contained).")] = Path(
-        "triggers.png"
-    ),
-    images: Annotated[
-        int, typer.Option("--images", metavar="INT", help="How many test images to show.")
-    ] = 4,
-    image_seed: Annotated[
-        int,
-        typer.Option("--image-seed", metavar="INT", help="Seed of the random pick of test images."),
-    ] = 0,
-) -> None:
-    """A gallery: clean images, each trigger and each clean-label hardening, before sweeping them."""
-    if spec is not None and dataset is not None:
-        raise SweepError(
-            "--dataset must not be given with --spec (the spec names its dataset); got both"
-        )
-    if out.suffix.lower() not in (".png", ".html", ".htm"):
-        raise SweepError(f"--out must end in .png or .html; got {str(out)!r}")
-    if dataset == "image_folder":
-        raise SweepError(
-            "--dataset image_folder needs its folder and image_size: pass --spec SPEC instead"
-        )
-    from analysis.gallery import gallery_info, write_gallery
-    from sweep.spec import load_spec
-    from trainables.data.datasets import DatasetSpec, load_dataset
-
-    s = load_spec(spec) if spec is not None else None
-    ds = s.dataset if s is not None else DatasetSpec(name=dataset or "digits")
-    if data_root is not None:
-        ds = DatasetSpec(**{**ds.model_dump(), "data_root": str(data_root)})
-
-    def progress(done: int, total: int, label: str) -> None:
-        typer.echo(f"triggers: {done + 1}/{total} {label}", err=True)
-
-    info = gallery_info(load_dataset(ds), s, n_samples=images, seed=image_seed, progress=progress)
-    write_gallery(info, out)
-    typer.echo(f"wrote {out} ({len(info.row_labels)} rows x {len(info.sample_labels)} samples)")
-    for note in info.skipped:
-        typer.echo(f"not shown: {note}")

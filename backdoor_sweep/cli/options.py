@@ -63,7 +63,8 @@ CleanToleranceOpt = Annotated[
     typer.Option(
         "--clean-tolerance",
         metavar="FLOAT",
-        help="Eligible configurations: clean accuracy within this of the best.",
+        help="Accurate: clean accuracy within this of the best (the others are not chosen, and "
+        "are grey in figures).",
     ),
 ]
 

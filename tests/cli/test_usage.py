@@ -18,7 +18,7 @@ USAGE_ERRORS = [
     (["selct"], "Did you mean 'select'?"),
     (["resume"], "Missing argument 'NAME'"),
     (["query"], "Missing argument 'SQL'"),
-    (["explain"], "Missing option '--where'"),
+    (["run", "--name"], "Option '--name' requires an argument"),
     (["run", "--bogus"], "No such option: --bogus"),
     (["query", "select 1", "--formt", "csv"], "Possible options: --format"),
     (["-x"], "No such option: -x"),
