@@ -11,6 +11,7 @@ Usage::
 
     python bench/cli_startup.py                  # 5 runs of each command
     python bench/cli_startup.py --runs 9 --json out.json --modules
+    python bench/cli_startup.py --root /tmp/old-checkout   # the same commands on another version
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def commands(store: str) -> dict[str, list[str]]:
     }
 
 
+class Failed(Exception):
+    """The command exited non-zero (e.g. an option an older version does not have)."""
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one run of ``argv``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,7 +63,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr.strip()}")
+        raise Failed(f"exit code {out.returncode}: {out.stderr.strip()[-200:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
@@ -82,11 +87,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="runs of each command (median reported)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     ap.add_argument("--modules", action="store_true", help="list the heavy imports per command")
+    ap.add_argument(
+        "--root", type=Path, default=ROOT, help="checkout whose commands are timed (default: this)"
+    )
     args = ap.parse_args()
 
     from tests.handmade import write_sweep
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(args.root.resolve()), "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         store = str(write_sweep(Path(tmp) / "store").root)
         bare = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
@@ -95,8 +103,13 @@ def main() -> None:
         rows = []
         for label, cmd in commands(store).items():
             argv = [sys.executable, "-m", "backdoor_sweep.cli", *cmd]
-            timed(argv, env)  # warm the file cache
-            runs = [timed(argv, env) for _ in range(args.runs)]
+            try:
+                timed(argv, env)  # warm the file cache
+                runs = [timed(argv, env) for _ in range(args.runs)]
+            except Failed as err:
+                rows.append({"command": label, "failed": str(err)})
+                print(f"{label:22s} failed: {err}", flush=True)
+                continue
             wall = statistics.median(w for w, _ in runs)
             cpu = statistics.median(c for _, c in runs)
             row = {
@@ -122,6 +135,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "runs": args.runs,
+        "root": str(args.root.resolve()),
         "interpreter_start_s": round(base, 3),
         "interpreter_start_cpu_s": round(base_cpu, 3),
         "commands": rows,

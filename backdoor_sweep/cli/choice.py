@@ -111,8 +111,12 @@ def report(
     """One self-contained HTML report: the verdict, heatmaps, importance, curves, explanations."""
     st = existing_store(store)
     names = pick_sweeps(st, sweep)
-    typer.echo(f"building the report of {', '.join(names)} ...", err=True)
     from analysis.report import build_report
 
-    path = build_report(st, names, out, clean_tolerance=clean_tolerance)
+    def progress(done: int, total: int, name: str) -> None:
+        typer.echo(
+            f"report: sweep {done + 1}/{total} {name} (explanations rebuild models)", err=True
+        )
+
+    path = build_report(st, names, out, clean_tolerance=clean_tolerance, progress=progress)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {', '.join(names)})")

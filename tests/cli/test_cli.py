@@ -105,3 +105,19 @@ def test_smoke_run_then_query_heatmap_select_ls(tmp_path, cli_env):
 
     ls = cli("ls", "--store", str(store), env=cli_env)
     assert ls.returncode == 0 and "digits_svm_rbf-smoke" in ls.stdout
+
+
+@pytest.mark.slow  # each section rebuilds models for its explanations
+def test_report_shows_progress_per_sweep(tmp_path):
+    from tests.handmade import write_sweep
+
+    write_sweep(tmp_path / "store", "one")
+    write_sweep(tmp_path / "store", "two", seed=1)
+    out = tmp_path / "r.html"
+    res = cli(
+        "report", "--store", tmp_path / "store", "--sweep", "two", "--sweep", "one", "--out", out
+    )
+    assert res.returncode == 0, res.stderr
+    steps = [line for line in res.stderr.splitlines() if line.startswith("report: ")]
+    assert [s.split(" (")[0] for s in steps] == ["report: sweep 1/2 two", "report: sweep 2/2 one"]
+    assert out.is_file() and "two, one" in res.stdout
