@@ -121,3 +121,21 @@ def test_report_shows_progress_per_sweep(tmp_path):
     steps = [line for line in res.stderr.splitlines() if line.startswith("report: ")]
     assert [s.split(" (")[0] for s in steps] == ["report: sweep 1/2 two", "report: sweep 2/2 one"]
     assert out.is_file() and "two, one" in res.stdout
+
+
+@pytest.mark.slow
+def test_resume_finds_a_store_that_was_moved(ray_runtime, tmp_path):
+    """The spec's fingerprint holds the store path it was started with; `resume --store` reads the
+    spec from the store itself, so a moved or copied store resumes where it now is."""
+    import shutil
+
+    from sweep.store import Store
+
+    first = cli("run", "--smoke", "--store", tmp_path / "store", "--quiet")
+    assert first.returncode == 0, first.stderr
+    shutil.copytree(tmp_path / "store", tmp_path / "moved")
+    res = cli("resume", "digits_svm_rbf-smoke", "--store", tmp_path / "moved", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "16 results already in the store; 0 trials to run" in res.stdout
+    assert f"store: {(tmp_path / 'moved' / 'digits_svm_rbf-smoke').resolve()}" in res.stdout
+    assert len(Store(tmp_path / "moved").read_table("trials", "digits_svm_rbf-smoke")) == 16
