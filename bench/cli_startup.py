@@ -55,11 +55,14 @@ class Failed(Exception):
     """The command exited non-zero (e.g. an option an older version does not have)."""
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system) of one run of ``argv``."""
+def timed(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``argv``.
+
+    ``cwd`` must not be a checkout: ``python -m`` puts the working folder first on the path.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
@@ -68,10 +71,10 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def heavy_modules(argv: list[str], env: dict[str, str]) -> list[str]:
+def heavy_modules(argv: list[str], env: dict[str, str], cwd: str) -> list[str]:
     """The heavy top-level packages a command imported, from ``-X importtime``."""
     out = subprocess.run(
-        [argv[0], "-X", "importtime", *argv[1:]], env=env, capture_output=True, text=True
+        [argv[0], "-X", "importtime", *argv[1:]], env=env, cwd=cwd, capture_output=True, text=True
     )
     seen = set()
     for line in out.stderr.splitlines():
@@ -97,15 +100,15 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(args.root.resolve()), "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         store = str(write_sweep(Path(tmp) / "store").root)
-        bare = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
+        bare = [timed([sys.executable, "-c", "pass"], env, tmp) for _ in range(args.runs)]
         base = statistics.median(w for w, _ in bare)
         base_cpu = statistics.median(c for _, c in bare)
         rows = []
         for label, cmd in commands(store).items():
             argv = [sys.executable, "-m", "backdoor_sweep.cli", *cmd]
             try:
-                timed(argv, env)  # warm the file cache
-                runs = [timed(argv, env) for _ in range(args.runs)]
+                timed(argv, env, tmp)  # warm the file cache
+                runs = [timed(argv, env, tmp) for _ in range(args.runs)]
             except Failed as err:
                 rows.append({"command": label, "failed": str(err)})
                 print(f"{label:22s} failed: {err}", flush=True)
@@ -120,7 +123,7 @@ def main() -> None:
                 "own_cpu_s": round(cpu - base_cpu, 3),
             }
             if args.modules:
-                row["heavy_imports"] = heavy_modules(argv, env)
+                row["heavy_imports"] = heavy_modules(argv, env, tmp)
             rows.append(row)
             print(
                 f"{label:22s} wall {wall:6.2f} s  own {wall - base:6.2f} s   "
