@@ -15,6 +15,7 @@ retried trial's results are keyed by result id (`sweep.writer`). The run holds t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -28,9 +29,9 @@ from backdoor_sweep.errors import SweepError
 from sweep.cluster import check_resources, init_ray, probe_address
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
-from sweep.spec import Spec
+from sweep.spec import Spec, first_difference, parse_spec
 from sweep.store import LOCK_DIR, Store
-from sweep.writer import StoreWriter, library_versions, make_callback, now_utc
+from sweep.writer import StoreWriter, library_versions, make_callback, make_stopper, now_utc
 from trainables.data.datasets import load_dataset
 
 
@@ -115,10 +116,20 @@ def run_sweep(
             _recover_replaced(store, spec.name)
             # checked again under the lock: another run may have created the sweep meanwhile
             _check_existing(spec, store, resume=resume, overwrite=overwrite)
-            with _replacing(store, spec.name, overwrite):
-                return _run_locked(
-                    spec, store, data, plans, t_start, resume, show_progress, trial_fn
-                )
+            try:
+                with _replacing(store, spec.name, overwrite) as replaced:
+                    return _run_locked(
+                        spec, store, data, plans, t_start, resume, show_progress, trial_fn
+                    )
+            except _StoreFailed as err:
+                if replaced:
+                    kept = "the sweep it was replacing is back in place): free space or fix the store and run it again"
+                else:
+                    kept = (
+                        "the trials stored so far are kept): free space or fix the store, then "
+                        f"`{resume_command(spec.name, store, address)}`"
+                    )
+                raise SweepError(f"{err}; the sweep stopped ({kept}") from None
     finally:
         if started:
             import ray
@@ -141,16 +152,32 @@ def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) 
     if not store.exists(spec.name) or overwrite:
         return
     if resume:
-        stored = store.read_meta(spec.name)
-        if stored.get("spec_digest") != spec.digest():
-            raise SweepError(
-                f"--resume needs the spec sweep {spec.name!r} was started with; "
-                "the given spec differs (use `backdoor-sweep resume NAME` or --overwrite)"
-            )
+        _check_same_spec(spec, store)
     else:
         raise SweepError(
             f"sweep {spec.name!r} already exists in {store.root}; "
             "pass --resume to finish it or --overwrite to replace it"
+        )
+
+
+def _check_same_spec(spec: Spec, store: Store) -> None:
+    """Resuming needs the spec the sweep was started with, up to what changes no result (the
+    store's path among them: a moved or copied store resumes). The stored spec is validated
+    again, so stores written before a field was added compare by the field's default."""
+    stored = store.read_meta(spec.name).get("spec")
+    try:
+        started = parse_spec(stored, source=f"the spec stored for sweep {spec.name!r}")
+    except SweepError as err:
+        raise SweepError(
+            f"sweep {spec.name!r} cannot be resumed: its stored spec no longer validates ({err}); "
+            "replace it with --overwrite or run under another --name"
+        ) from None
+    diff = first_difference(started, spec)
+    if diff is not None:
+        raise SweepError(
+            f"--resume needs the spec sweep {spec.name!r} was started with; this one differs in "
+            f"{diff}. Finish the stored one with `backdoor-sweep resume {spec.name} --store "
+            f"{store.root}`, run this one under another --name, or replace it with --overwrite"
         )
 
 
@@ -160,19 +187,20 @@ def _aside(store: Store, name: str) -> Path:
 
 
 @contextmanager
-def _replacing(store: Store, name: str, overwrite: bool) -> Iterator[None]:
-    """With ``overwrite``, move the stored sweep aside while the new run writes its own.
+def _replacing(store: Store, name: str, overwrite: bool) -> Iterator[bool]:
+    """With ``overwrite``, move the stored sweep aside while the new run writes its own; yields
+    whether there was one.
 
     The old sweep is deleted when the run ends — finished, or interrupted (the new sweep is then
     the one to resume) — and put back in place if the run fails with an error.
     """
     old, aside = store.sweep_dir(name), _aside(store, name)
     if not (overwrite and old.exists()):
-        yield
+        yield False
         return
     os.replace(old, aside)
     try:
-        yield
+        yield True
     except KeyboardInterrupt:
         shutil.rmtree(aside, ignore_errors=True)
         raise
@@ -226,13 +254,19 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
         progress.close()
         wall = time.perf_counter() - t_start
         complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
-        store.update_meta(
-            spec.name,
-            status="finished" if complete else "incomplete",
-            finished_at=now_utc().isoformat(),
-            wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
-            versions=library_versions(),
-        )
+        try:
+            store.update_meta(
+                spec.name,
+                status="finished" if complete else "incomplete",
+                finished_at=now_utc().isoformat(),
+                wall_seconds=round(
+                    wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3
+                ),
+                versions=library_versions(),
+            )
+        except SweepError:
+            if writer.failure is None:  # the store failed before: that error is the one to show
+                raise
     return SweepOutcome(
         spec.name, spec.n_results, writer.n_ok, writer.n_error, n_skipped, wall, store, complete
     )
@@ -267,12 +301,27 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
                 storage_path=scratch,
                 verbose=0,
                 callbacks=[make_callback(writer)],
+                stop=make_stopper(writer),
                 failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
             ),
         )
         tuner.fit()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if writer.failure is not None:
+        raise _StoreFailed(writer.failure)
+
+
+class _StoreFailed(SweepError):
+    """A store write failed mid-sweep; `run_sweep` says what was kept and what to do."""
+
+
+def resume_command(name: str, store: Store, address: str | None = None) -> str:
+    """The command that finishes sweep ``name``, as it can be pasted from any folder."""
+    words = ["backdoor-sweep", "resume", name, "--store", str(store.root.resolve())]
+    if address:
+        words += ["--address", address]
+    return shlex.join(words)
 
 
 def _trainable(trial_fn: Callable[[dict, Any], None] | None):

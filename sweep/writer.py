@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from backdoor_sweep.errors import SweepError
 from sweep.plan import TrialPlan
 from sweep.progress import Progress
+from sweep.schema import spec_schemas
 from sweep.spec import Spec
 from sweep.store import Store
 
@@ -77,9 +79,12 @@ class StoreWriter:
         self.spec, self.store, self.progress = spec, store, progress
         self.buffers = {p.trial_id: _Buffer(p) for p in plans}
         self.results = {p.trial_id: {u["result_id"]: u for u in p.results} for p in plans}
+        self.schemas = spec_schemas(spec)  # every part of a table gets the table's one schema
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
+        #: the store write that failed (a full disk…): nothing more is written, the sweep stops
+        self.failure: SweepError | None = None
 
     def result(self, trial_id: str, report: dict) -> None:
         """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
@@ -119,6 +124,16 @@ class StoreWriter:
         )
 
     def complete(self, trial_id: str, error: str | None = None) -> None:
+        """Write the trial's parts; after a failed write, write nothing more (Tune then stops
+        every trial, and stopping a trial calls this too)."""
+        if self.failure is not None:
+            return
+        try:
+            self._write(trial_id, error)
+        except SweepError as err:
+            self.failure = err
+
+    def _write(self, trial_id: str, error: str | None) -> None:
         buf = self.buffers[trial_id]
         rows = []
         stamp = now_utc()
@@ -145,8 +160,8 @@ class StoreWriter:
                 c for u in buf.plan.results for c in getattr(buf, table).get(u["result_id"], [])
             ]
             if extra:
-                self.store.write_part(self.spec.name, table, trial_id, extra)
-        self.store.write_part(self.spec.name, "trials", trial_id, rows)
+                self.store.write_part(self.spec.name, table, trial_id, extra, self.schemas[table])
+        self.store.write_part(self.spec.name, "trials", trial_id, rows, self.schemas["trials"])
         ok = sum(r["status"] == "ok" for r in rows)
         self.n_ok += ok
         self.n_error += len(rows) - ok
@@ -186,6 +201,27 @@ def make_callback(writer: StoreWriter):
             self.writer.retry(tid, trial.num_failures, _trial_error_text(trial))
 
     return _Cb(writer)
+
+
+def make_stopper(writer: StoreWriter):
+    from ray.tune import Stopper
+
+    class _StopOnStoreFailure(Stopper):
+        """Stops the whole sweep once a store write has failed (nothing more can be kept)."""
+
+        def __init__(self, writer: StoreWriter) -> None:
+            self.writer = writer
+
+        def __call__(self, trial_id, result) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.writer.failure is not None
+
+        def __getstate__(self):  # the writer lives in the driver only (see `make_callback`)
+            return {}
+
+    return _StopOnStoreFailure(writer)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the remote traceback's first line

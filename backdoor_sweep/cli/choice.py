@@ -94,6 +94,7 @@ def select(
         for k, m in sel.metrics.items():
             std = f" ± {m['std']:.3f}" if m["std"] is not None else ""
             ci = f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" if m["ci_low"] is not None else "n/a"
+            ci += " (clipped to [0, 1])" if m.get("ci_clipped") else ""
             table.add_row(k, f"{m['mean']:.3f}{std}", str(m["n"]), ci)
         console.print(table)
         console.print(sel.reason)

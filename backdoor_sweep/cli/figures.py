@@ -232,14 +232,14 @@ def curves(
             f"sweep {name!r} has no learning curves; run it with `curves: {{enabled: true}}` in its spec"
         )
     from analysis.curves import curves_info, render_curves
-    from analysis.load import filter_rows, load
+    from analysis.load import load
     from analysis.select import choice_axes
     from analysis.static import write_figure
 
     trials = load(st, name)
     # panels name every learner parameter the sweep varies, even one --where pins to one value
     panel_by = split_list(panels) or choice_axes(trials)
-    trials = filter_rows(trials, where) if where else trials
+    trials = load(st, name, where) if where else trials
     info = curves_info(trials, load(st, name, table="curves"), panel_by=panel_by, colour_by=colour)
     fig = render_curves(info, title=f"{name}: backdoor learning curves (TS dashed, TS+BT solid)")
     write_figure(fig, path)

@@ -8,7 +8,6 @@ absolute path and the cluster address, if one was given. Exit code 130 (SIGINT) 
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -53,9 +52,10 @@ def run(
         flag("--overwrite", "Replace a sweep of this name (once the new run is ready)."),
     ] = False,
     quiet: QuietOpt = False,
+    force: Annotated[bool, flag("--force", "Run more than 100,000 results.")] = False,
 ) -> None:
     """Run a sweep (the embedded default when no SPEC is given) and write the store."""
-    from sweep.spec import load_spec, with_overrides
+    from sweep.spec import check_result_count, load_spec, with_overrides
 
     if resume and overwrite:
         raise SweepError("--resume and --overwrite must not be given together; got both")
@@ -63,6 +63,7 @@ def run(
     if smoke:
         s = s.smoke()
     s = with_overrides(s, name=name, store=str(store) if store is not None else None)
+    check_result_count(s, force=force)
     run_and_summarise(s, address=address, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
@@ -84,14 +85,6 @@ def resume(
     run_and_summarise(
         s, address=address, resume=True, overwrite=False, quiet=quiet, store=Store(st.root)
     )
-
-
-def resume_hint(name: str, store_root: Path, address: str | None) -> str:
-    """The command that finishes the sweep, from any folder."""
-    words = ["backdoor-sweep", "resume", name, "--store", str(store_root.resolve())]
-    if address:
-        words += ["--address", address]
-    return shlex.join(words)
 
 
 def run_and_summarise(spec, *, address, resume, overwrite, quiet, store=None) -> None:
@@ -123,7 +116,11 @@ def _stopped(name: str, store, address: str | None) -> None:
     """Say what a stopped run left and how to finish it; exit 143 after SIGTERM, else 130."""
     Stop.reported = True
     if store.exists(name) and store.read_meta(name).get("status") != "finished":
-        hint = f"sweep {name!r} is incomplete; finish it with: {resume_hint(name, store.root, address)}"
+        from sweep.launcher import resume_command
+
+        hint = (
+            f"sweep {name!r} is incomplete; finish it with: {resume_command(name, store, address)}"
+        )
     elif store.exists(name):
         hint = f"stopped before sweep {name!r} was changed (run the same command again)"
     else:

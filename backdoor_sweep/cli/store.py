@@ -13,7 +13,9 @@ from backdoor_sweep.cli.options import (
     SweepsOpt,
     check_choice,
     existing_store,
+    flag,
     pick_sweeps,
+    store_of,
 )
 from backdoor_sweep.errors import SweepError
 
@@ -30,13 +32,27 @@ def query(
     fmt: Annotated[
         str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")
     ] = "table",
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Stop the query after this many seconds."
+        ),
+    ] = 60.0,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            metavar="SIZE",
+            help="Most memory DuckDB may use, e.g. 512MB, 4GB.",
+        ),
+    ] = "4GB",
 ) -> None:
-    """SQL over the store (DuckDB, read-only, confined to the store)."""
+    """SQL over the store (DuckDB, read-only, confined to the store, bounded in time and memory)."""
     check_choice("--format", fmt, ("table", "csv", "json"))
     st = existing_store(store)
     from sweep.query import run_query
 
-    df = run_query(st, sql)
+    df = run_query(st, sql, timeout=timeout, memory_limit=memory_limit)
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":
@@ -61,15 +77,15 @@ def _cell(v) -> str:
 
 @app.command("ls")
 def ls_(store: StoreOpt = None, sweep: SweepsOpt = None) -> None:
-    """The sweeps in a store: size on disk, results by status and dates."""
+    """The sweeps in a store: state, results by status, size on disk and dates."""
     st = existing_store(store)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    wanted = set(pick_sweeps(st, sweep)) if sweep else None
     from rich.console import Console
     from rich.table import Table
 
-    from sweep.store import read_part
+    from sweep.inventory import inventory
 
+    lines, problems = inventory(st)
     table = Table()
     for col in (
         "sweep",
@@ -84,31 +100,25 @@ def ls_(store: StoreOpt = None, sweep: SweepsOpt = None) -> None:
         "wall s",
     ):
         table.add_column(col)
-    for name in pick_sweeps(st, sweep) if sweep else st.sweeps():
-        meta = st.read_meta(name)
-        counts: dict[str, int] = {}
-        for part in st.parts(name, "trials"):
-            try:
-                status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
-            except (pa.ArrowException, OSError):  # a corrupt part: read_part names it in one line
-                status = read_part(part)["status"].tolist()
-            for v in status:
-                counts[v] = counts.get(v, 0) + 1
-        size = sum(p.stat().st_size for p in st.sweep_dir(name).rglob("*") if p.is_file())
-        wall = meta.get("wall_seconds")
+    for line in lines:
+        if wanted is not None and line.name not in wanted:
+            continue
         table.add_row(
-            name,
-            str(meta.get("status", "?")),
-            str(sum(counts.values())),
-            str(counts.get("ok", 0)),
-            str(counts.get("error", 0)),
-            str(meta.get("n_results", "?")),
-            _size(size),
-            str(meta.get("created_at", ""))[:19].replace("T", " "),
-            str(meta.get("finished_at") or "")[:19].replace("T", " "),
-            f"{wall:.1f}" if isinstance(wall, (int, float)) else "",
+            line.name,
+            line.state,
+            str(sum(line.counts.values())),
+            str(line.counts.get("ok", 0)),
+            str(line.counts.get("error", 0)),
+            str(line.expected),
+            _size(line.size),
+            line.created,
+            line.finished,
+            f"{line.wall_seconds:.1f}" if line.wall_seconds is not None else "",
         )
     Console(width=180).print(table)
+    if problems:  # the other sweeps are listed above; the first problem in one line, exit 2
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SweepError(problems[0] + more)
 
 
 def _size(n: float) -> str:
@@ -121,11 +131,28 @@ def _size(n: float) -> str:
 
 
 @app.command()
-def verify(store: StoreOpt = None) -> None:
+def verify(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool,
+        flag(
+            "--repair",
+            "Repair what is found: delete temporaries, set bad files aside, rewrite parts with the "
+            "sweep's schema (nothing is deleted but half-written files).",
+        ),
+    ] = False,
+) -> None:
     """Check a store: foreign or corrupt files, schemas, duplicates, orphans, the plan; exit 2 if wrong."""
     from sweep.verify import format_report, verify_store
 
-    report = verify_store(existing_store(store))
+    st = store_of(store)
+    report = verify_store(st)
+    if repair and report.fixes:
+        from sweep.repair import repair_store
+
+        for line in repair_store(st, report):
+            typer.echo(line)
+        report = verify_store(st)
     for line in format_report(report):
         typer.echo(line)
     if not report.ok:
