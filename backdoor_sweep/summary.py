@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from backdoor_sweep.errors import SweepError
 
+if TYPE_CHECKING:
+    from sweep.launcher import SweepOutcome, SweepStart
+    from sweep.spec import Spec
 
-def describe_grid(spec) -> str:
+
+def describe_grid(spec: Spec) -> str:
     """``2 C x 2 gamma x 2 seeds = 8 results``."""
     axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
     seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
     return f"{axes} x {seeds} = {spec.n_results} results"
 
 
-def print_plan(spec, plan, stream=None) -> None:
-    """What the run is about to do (a `sweep.launcher.SweepStart`), before any slow step."""
+def print_plan(spec: Spec, plan: SweepStart, stream: TextIO | None = None) -> None:
+    """What the run is about to do, before any slow step: a person sees at once how big it is and
+    where it writes (and, resumed, how much is already done)."""
     out = stream or sys.stdout
     print(f"sweep {spec.name}: {describe_grid(spec)} in {plan.n_trials} trials", file=out)
     if plan.n_stored:
@@ -28,7 +34,9 @@ def print_plan(spec, plan, stream=None) -> None:
     print(f"  store: {plan.store.sweep_dir(spec.name).resolve()}", file=out, flush=True)
 
 
-def print_summary(spec, outcome, stream=None, choice: bool = True) -> None:
+def print_summary(
+    spec: Spec, outcome: SweepOutcome, stream: TextIO | None = None, choice: bool = True
+) -> None:
     """Counts and wall time; with ``choice``, the robust choices the results support."""
     out = stream or sys.stdout
     state = "finished" if outcome.complete else "stopped"

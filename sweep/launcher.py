@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -305,7 +307,14 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
                 failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
             ),
         )
-        tuner.fit()
+        # Tune installs its own SIGINT handler (a graceful stop) and leaves it installed after the
+        # run: the caller's is put back, or Ctrl-C would stop doing anything in this process
+        sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
+        try:
+            tuner.fit()
+        finally:
+            if sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if writer.failure is not None:
@@ -322,6 +331,11 @@ def resume_command(name: str, store: Store, address: str | None = None) -> str:
     if address:
         words += ["--address", address]
     return shlex.join(words)
+
+
+def _main_thread() -> bool:
+    """Signal handlers can only be read and set from the main thread."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def _trainable(trial_fn: Callable[[dict, Any], None] | None):

@@ -85,7 +85,7 @@ def explain(
     shown = rows.head(MAX_EXPLAINED).to_dict("records")
     infos = []
     for i, r in enumerate(shown, 1):
-        typer.echo(f"explain: rebuilding result {i} of {len(shown)} ...", err=True)
+        typer.echo(f"rebuilding result {i} of {len(shown)} ...")
         infos.append(explain_info(rebuild(st, name, r), sample=test_index, k=k))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,10 @@ from backdoor_sweep.cli.options import (
     flag,
 )
 from backdoor_sweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from sweep.spec import Spec
+    from sweep.store import Store
 
 
 @app.command()
@@ -87,7 +91,15 @@ def resume(
     )
 
 
-def run_and_summarise(spec, *, address, resume, overwrite, quiet, store=None) -> None:
+def run_and_summarise(
+    spec: Spec,
+    *,
+    address: str | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    store: Store | None = None,
+) -> None:
     """Run, print the plan first and the summary last; a stop ends with the resume hint."""
     from backdoor_sweep.summary import print_plan, print_summary
     from sweep.launcher import run_sweep
@@ -112,7 +124,7 @@ def run_and_summarise(spec, *, address, resume, overwrite, quiet, store=None) ->
         _stopped(spec.name, st, address)
 
 
-def _stopped(name: str, store, address: str | None) -> None:
+def _stopped(name: str, store: Store, address: str | None) -> None:
     """Say what a stopped run left and how to finish it; exit 143 after SIGTERM, else 130."""
     Stop.reported = True
     if store.exists(name) and store.read_meta(name).get("status") != "finished":

@@ -204,3 +204,24 @@ def test_a_trial_larger_than_any_node_is_refused(ray_runtime, tmp_path, executio
         run_sweep(spec, show_progress=False)
     assert needle in str(err.value) and "got" in str(err.value)
     assert not (tmp_path / "store").exists()
+
+
+# -- signals ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_sweep_leaves_the_callers_signal_handlers_in_place(ray_runtime, tmp_path):
+    """Tune installs a SIGINT handler and Ray a SIGTERM one; after a run the caller's are back
+    (else Ctrl-C would do nothing in a notebook or a test process that ran a sweep)."""
+    import signal
+
+    def mine(signum, frame):  # a caller's own handler
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, mine), signal.signal(signal.SIGTERM, mine)
+    try:
+        outcome = run_sweep(smoke_spec(tmp_path / "store"), show_progress=False)
+        assert outcome.complete
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
