@@ -52,6 +52,13 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
+def _unrecorded(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def find_result(spec, row: dict) -> dict:
     """The plan's configuration of ``row``: by result id, else the result whose grid axes, seed and
     every other value the row records are equal (a store written by other means)."""
@@ -64,7 +71,12 @@ def find_result(spec, row: dict) -> dict:
     needed = [*spec.grid, "seed"]
     if all(k in row for k in needed):
         for u in results:
-            keys = [k for k in u if k in row and k not in ("result_id", "curves")]
+            # a value the row does not record (null: a store written by other means) says nothing
+            keys = [
+                k
+                for k in u
+                if k in row and k not in ("result_id", "curves") and not _unrecorded(row[k])
+            ]
             if all(_same(row[k], u[k]) for k in keys):
                 return u
     raise SweepError(

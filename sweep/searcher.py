@@ -359,8 +359,8 @@ def _search_trial(config: dict, data, template: SearchTemplate) -> None:
 def _make_callback(writer, template: SearchTemplate, searcher, folder):
     from ray.tune import Callback
 
-    from sweep.launcher import _trial_error_text
     from sweep.searcher import save_state
+    from sweep.writer import _trial_error_text
 
     class _SearchCallback(Callback):
         """Plans each sampled trial for the writer; saves the searcher after each part file."""
