@@ -22,6 +22,7 @@ _WHERE = {
     "choice_axes": "select",
     "configuration_metric": "select",
     "explain_info": "explain",
+    "heatmap_axes": "report",
     "heatmap_info": "heatmap",
     "load": "load",
     "non_dominated": "pareto",

@@ -174,7 +174,7 @@ def _spread_row(r: dict, prefix: str) -> str:
     return f"{r[prefix]:.3f}" + (f" ± {std:.3f}" if std is not None and std == std else "")
 
 
-def _heatmap_axes(df: pd.DataFrame) -> tuple[str, str, list[str]] | None:
+def heatmap_axes(df: pd.DataFrame) -> tuple[str, str, list[str]] | None:
     """(x, y, facets): the first two learner axes, one panel per attack setting (≤ 2 facets)."""
     choice, attack = choice_axes(df), attack_axes(df)
     if len(choice) >= 2:
@@ -185,7 +185,7 @@ def _heatmap_axes(df: pd.DataFrame) -> tuple[str, str, list[str]] | None:
 
 
 def _heatmaps(df: pd.DataFrame) -> str:
-    axes = _heatmap_axes(df)
+    axes = heatmap_axes(df)
     if axes is None:
         return '<p class="muted">no heatmap: the sweep varies fewer than two axes (learner parameters and attack settings)</p>'
     x, y, facets = axes

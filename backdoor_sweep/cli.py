@@ -535,6 +535,12 @@ def verify(store: StoreOpt = None) -> None:
         )
 
 
+# the team service's commands: `serve` and `token add|list|revoke`
+from backdoor_sweep.service.commands import register as _register_service  # noqa: E402
+
+_register_service(app)
+
+
 def main() -> None:
     import signal
 

@@ -314,12 +314,16 @@ def run_sweep(
     show_progress: bool = True,
     num_cpus: int | None = None,
     trial_fn: Callable[[dict, Any], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run every result of ``spec`` not yet in its store; return counts and the wall time.
 
     ``num_cpus`` caps an in-process Ray (ignored with ``address``). ``trial_fn(config, data)`` is
     what each Tune trial runs (default `trainables.trial.tune_trial`); tests wrap it to inject
-    faults. It must be importable by the workers or pickled by value.
+    faults. It must be importable by the workers or pickled by value. ``on_progress`` is called
+    with the `Progress` of this run after every finished result; ``extra_meta`` goes into a new
+    sweep's ``sweep.json`` (the team service records who submitted it).
     """
     store = Store(spec.store)
     t_start = time.perf_counter()
@@ -331,7 +335,18 @@ def run_sweep(
         # a refused cluster fails before the store is touched; a finished sweep needs no Ray
         started = init_ray(address, num_cpus) if {p.trial_id for p in plans} - done else False
         try:
-            return _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn)
+            return _run_locked(
+                spec,
+                store,
+                data,
+                plans,
+                t_start,
+                resume,
+                show_progress,
+                trial_fn,
+                on_progress=on_progress,
+                extra_meta=extra_meta,
+            )
         finally:
             if started:
                 import ray
@@ -358,7 +373,9 @@ def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) 
             )
 
 
-def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
+def _run_locked(
+    spec, store, data, plans, t_start, resume, show_progress, trial_fn, on_progress, extra_meta
+) -> SweepOutcome:
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
@@ -374,12 +391,15 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
             "status": "running",
             "created_at": now_utc().isoformat(),
             "versions": library_versions(),
+            **(extra_meta or {}),
         }
         store.write_meta(spec.name, meta)
     todo = [p for p in plans if p.trial_id not in done]
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
-    progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
+    progress = Progress(
+        total=sum(len(p.results) for p in todo), enabled=show_progress, on_advance=on_progress
+    )
     writer = StoreWriter(spec, store, todo, progress)
     try:
         if todo:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,22 @@ _TABLE_LIST = ", ".join(TABLES[:-1]) + " and " + TABLES[-1]
 _ALLOWED = f"a single read-only SELECT over the tables {_TABLE_LIST}"
 
 
-def _sql_literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _sql_literal(value: str | Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
-def connect(store: Store):
-    """A DuckDB connection with the store's views and external access locked down."""
+def connect(store: Store, memory_limit: str | None = None):
+    """A DuckDB connection with the store's views and external access locked down.
+
+    ``memory_limit`` (DuckDB's syntax, e.g. ``"1GB"``) caps what one query may hold; it is set
+    before the configuration is locked, so the query cannot raise it.
+    """
     import duckdb
 
     root = store.root.resolve()
     con = duckdb.connect(":memory:")
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit={_sql_literal(memory_limit)}")
     for table in TABLES:
         files = [p.resolve() for s in store.sweeps() for p in store.parts(s, table)]
         if files:
@@ -171,20 +178,46 @@ def _check_node(node: Any, tables: set[str]) -> None:
         _check_node(value, tables)
 
 
-def run_query(store: Store, sql: str) -> pd.DataFrame:
-    """Run one read-only query; a DuckDB error becomes a one-line `SweepError`."""
+def run_query(
+    store: Store,
+    sql: str,
+    *,
+    max_rows: int | None = None,
+    timeout_s: float | None = None,
+    memory_limit: str | None = None,
+) -> pd.DataFrame:
+    """Run one read-only query; a DuckDB error becomes a one-line `SweepError`.
+
+    Limits for a shared server: at most ``max_rows`` rows come back (the frame's
+    ``attrs["truncated"]`` says whether more existed; the limit is pushed into the query, so the
+    rest is never computed), a query still running after ``timeout_s`` seconds is interrupted and
+    refused, and ``memory_limit`` caps its memory (see `connect`).
+    """
     import duckdb
 
     check_query(sql)
     try:
-        con = connect(store)
+        con = connect(store, memory_limit=memory_limit)
     except duckdb.Error as err:
         raise SweepError(f"store {store.root} could not be read: {_first_line(err)}") from None
+    timer = threading.Timer(timeout_s, con.interrupt) if timeout_s is not None else None
     try:
-        return con.execute(sql).fetchdf()
+        if timer is not None:
+            timer.start()
+        if max_rows is None:
+            return con.execute(sql).fetchdf()
+        df = con.sql(sql).limit(max_rows + 1).fetchdf()
+        df.attrs["truncated"] = len(df) > max_rows
+        return df.head(max_rows) if len(df) > max_rows else df
+    except duckdb.InterruptException:
+        raise SweepError(
+            f"query must finish within {timeout_s:g} s; it was stopped (narrow it or add a LIMIT)"
+        ) from None
     except duckdb.Error as err:
         raise SweepError(f"query failed: {_first_line(err)}") from None
     finally:
+        if timer is not None:
+            timer.cancel()
         con.close()
 
 

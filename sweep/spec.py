@@ -38,6 +38,12 @@ COMPONENT_KINDS: dict[str, Registry] = {
 }
 #: the spec section each selector key is written in
 ATTACK_KINDS = ("trigger", "poisoning")
+#: what a sweep name may be: it names a folder of the store, so no path separators or leading dot
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+#: the most YAML nodes a spec may expand to, aliases counted at every use (a spec has hundreds)
+MAX_SPEC_NODES = 100_000
+#: the deepest nesting a spec may have (a spec nests four or five levels)
+MAX_SPEC_DEPTH = 50
 
 
 class _Section(BaseModel):
@@ -119,7 +125,7 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     learner: LearnerSection
@@ -202,14 +208,61 @@ def load_spec(path: str | Path | None = None) -> Spec:
     path = Path(path) if path is not None else DEFAULT_SPEC
     if not path.is_file():
         raise SweepError(f"spec file must be an existing YAML file; got {str(path)!r} (not found)")
+    return parse_spec(read_yaml(path.read_text(), f"spec file {path}"), source=str(path))
+
+
+def read_yaml(text: str, what: str = "spec") -> Any:
+    """Safe YAML with bounded expansion: a "billion laughs" of nested aliases is refused.
+
+    ``yaml.safe_load`` shares an aliased node instead of copying it, so a few lines of nested
+    aliases load quickly — and then expand exponentially when validated or written as JSON. The
+    node graph is measured first (aliases counted at every use, memoised) and refused beyond
+    ``MAX_SPEC_NODES`` nodes or ``MAX_SPEC_DEPTH`` levels. ``what`` starts the error line.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        raw = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is not None:
+            _check_size(node, what)
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SweepError(f"spec file {path} is not valid YAML{where}: {problem}") from None
-    return parse_spec(raw, source=str(path))
+        raise SweepError(f"{what} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise SweepError(f"{what} must nest at most {MAX_SPEC_DEPTH} levels; got deeper") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node, what: str) -> None:
+    sizes: dict[int, int] = {}  # id(node) -> expanded size, for nodes reached again by alias
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_SPEC_DEPTH:
+            raise SweepError(f"{what} must nest at most {MAX_SPEC_DEPTH} levels; got deeper")
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise SweepError(
+                    f"{what} must not contain a recursive alias (an anchor inside itself)"
+                )
+            return sizes[id(node)]
+        sizes[id(node)] = -1
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        if n > MAX_SPEC_NODES:
+            raise SweepError(
+                f"{what} must expand to at most {MAX_SPEC_NODES} YAML nodes (aliases counted at "
+                f"every use); got more than that"
+            )
+        sizes[id(node)] = n
+        return n
+
+    size(root, 0)
 
 
 def parse_spec(raw: Any, source: str = "spec") -> Spec:

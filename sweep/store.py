@@ -49,6 +49,8 @@ KEY_COLUMNS = {
     "dynamics": ("sweep", "trial_id", "result_id"),
 }
 LOCK_DIR = ".locks"
+#: the team service's own files (tokens, who submitted what, its runners' logs); not a sweep
+SERVICE_DIR = ".service"
 #: (path, mtime_ns, size) of part files whose footer and key columns were already checked
 _checked: set[tuple[str, int, int]] = set()
 

@@ -1,0 +1,184 @@
+"""What the sweep pages show, computed in the server from the store with `analysis`.
+
+The robust choice so far (`analysis.select.select_robust` on the results stored until now),
+heatmaps (`analysis.heatmap`: the data first, then the plotly figure, sent as its JSON for
+plotly.js to draw) and learning curves (`analysis.curves`). A sweep's frames are read once per
+*state* — the names, sizes and times of its part files — so pages that poll a running sweep reread
+only when a trial has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import pandas as pd
+
+from backdoor_sweep.errors import SweepError
+from sweep.store import Store
+
+#: sweeps whose frames are kept in memory
+CACHED_SWEEPS = 8
+
+
+def _figure_json(fig, **info: Any) -> str:
+    """``{"figure": <plotly JSON>, **info}`` without decoding the figure again."""
+    head = json.dumps(info, default=str)[1:-1]
+    return '{"figure": ' + fig.to_json() + (", " + head if head else "") + "}"
+
+
+class Results:
+    """Cached frames of the sweeps of one store and what the pages draw from them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, tuple[tuple, dict[str, Any]]] = OrderedDict()
+
+    def state(self, name: str) -> tuple:
+        parts = [p for table in ("trials", "curves") for p in self.store.parts(name, table)]
+        return tuple((p.parent.name, p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in parts)
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        """The cache entry of ``name`` for its current state (frames and derived values)."""
+        state = self.state(name)
+        with self._lock:
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == state:
+                self._cache.move_to_end(name)
+                return hit[1]
+        entry: dict[str, Any] = {
+            "trials": self.store.read_table("trials", name),
+            "curves": self.store.read_table("curves", name),
+        }
+        with self._lock:
+            self._cache[name] = (state, entry)
+            self._cache.move_to_end(name)
+            while len(self._cache) > CACHED_SWEEPS:
+                self._cache.popitem(last=False)
+        return entry
+
+    def trials(self, name: str, where: str | None = None) -> pd.DataFrame:
+        from analysis.load import filter_rows
+
+        df = self._entry(name)["trials"]
+        if df.empty:
+            raise SweepError(f"sweep {name!r} has no results stored yet")
+        return filter_rows(df, where) if where else df
+
+    # -- the sweep page -----------------------------------------------------------------------
+    def summary(self, name: str) -> dict[str, Any]:
+        """Axes, metrics and heatmap defaults for the page's pickers, and the choice so far."""
+        entry = self._entry(name)
+        if "summary" not in entry:
+            entry["summary"] = self._summary(entry["trials"], entry["curves"])
+        return entry["summary"]
+
+    def _summary(self, df: pd.DataFrame, curves: pd.DataFrame) -> dict[str, Any]:
+        from analysis.aggregate import METRICS
+        from analysis.report import heatmap_axes
+        from analysis.select import grid_axes, select_robust
+
+        out: dict[str, Any] = {
+            "axes": [],
+            "metrics": [],
+            "heatmap": None,
+            "choice": None,
+            "choice_error": "no results stored yet",
+            "has_curves": not curves.empty,
+            "n_ok": 0,
+            "n_error": 0,
+        }
+        if df.empty:
+            return out
+        ok = df[df["status"] == "ok"] if "status" in df else df
+        out["n_ok"], out["n_error"] = len(ok), len(df) - len(ok)
+        out["axes"] = grid_axes(df)
+        out["metrics"] = [
+            c
+            for c in df.columns
+            if c in METRICS and pd.to_numeric(ok[c], errors="coerce").notna().any()
+        ]
+        axes = heatmap_axes(df)
+        if axes is not None:
+            out["heatmap"] = {"x": axes[0], "y": axes[1], "facets": axes[2]}
+        try:
+            out["choice"] = select_robust(df).as_dict(candidates=False)
+            out["choice_error"] = None
+        except SweepError as err:
+            out["choice_error"] = str(err)
+        return out
+
+    def heatmap(
+        self,
+        name: str,
+        *,
+        metric: str,
+        x: str,
+        y: str,
+        facets: list[str],
+        agg: str,
+        where: str | None,
+    ) -> str:
+        """The heatmap figure's JSON and the grid it shows."""
+        from analysis.heatmap import heatmap_info, render_heatmap
+
+        info = heatmap_info(
+            self.trials(name, where), x=x, y=y, metric=metric, facet=facets or None, agg=agg
+        )
+        fig = render_heatmap(info, title=f"{name}: {agg} {metric}")
+        return _figure_json(
+            fig,
+            x_values=info.x_values,
+            y_values=info.y_values,
+            hidden=info.hidden,
+            panels=[p.title for p in info.panels],
+        )
+
+    def curves(self, name: str, *, where: str | None, colour: str | None) -> str:
+        """Backdoor learning curves (TS dashed, TS+BT solid), a panel per configuration."""
+        from analysis.curves import curves_info, render_curves
+        from analysis.select import attack_axes, choice_axes
+
+        entry = self._entry(name)
+        if entry["curves"].empty:
+            raise SweepError(
+                f"sweep {name!r} has no learning curves; run it with `curves: {{enabled: true}}` "
+                "in its spec"
+            )
+        all_rows = self.trials(name)
+        if colour is None:
+            attack = attack_axes(all_rows)
+            colour = "poison_rate" if "poison_rate" in all_rows.columns or not attack else attack[0]
+        info = curves_info(
+            self.trials(name, where),
+            entry["curves"],
+            panel_by=choice_axes(all_rows),
+            colour_by=colour,
+        )
+        fig = render_curves(
+            info, title=f"{name}: backdoor learning curves (TS dashed, TS+BT solid)"
+        )
+        return _figure_json(fig, panels=len(info.panels), colour_by=colour)
+
+    def select(
+        self,
+        name: str,
+        *,
+        objective: str,
+        clean_tolerance: float,
+        axes: list[str] | None,
+        where: str | None,
+    ) -> dict[str, Any]:
+        """What ``backdoor-sweep select --json`` prints for the same options."""
+        from analysis.select import select_robust
+
+        sel = select_robust(
+            self.trials(name, where),
+            clean_tolerance=clean_tolerance,
+            objective=objective,
+            axes=axes,
+        )
+        return {"sweep": name, **sel.as_dict()}
