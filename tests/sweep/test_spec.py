@@ -124,3 +124,45 @@ def test_learner_can_be_a_grid_axis():
     raw["seeds"] = [0]
     spec = parse_spec(raw)
     assert spec.n_results == 2
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_bomb_is_refused_before_it_expands(tmp_path):
+    from sweep.spec import MAX_SPEC_NODES, read_yaml
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs())
+    with pytest.raises(SweepError) as err:
+        load_spec(path)
+    assert str(err.value) == (
+        f"spec file {path} must expand to at most {MAX_SPEC_NODES} YAML nodes "
+        "(aliases counted at every use); got more than that"
+    )
+    # a few aliases are fine: a spec may reuse a list with an anchor
+    small = read_yaml(billion_laughs(levels=2))
+    assert len(small["a2"]) == 9 and small["a2"][0] is small["a1"]
+    with pytest.raises(SweepError, match="spec must nest at most 50 levels; got deeper"):
+        read_yaml("a: " + "[" * 60 + "]" * 60)
+    with pytest.raises(SweepError, match="spec must nest at most 50 levels"):
+        read_yaml("[" * 100_000 + "]" * 100_000)  # deeper than Python's recursion
+    with pytest.raises(SweepError, match="must not contain a recursive alias"):
+        read_yaml("&a [*a]")
+
+
+def test_anchors_in_a_spec_still_load(tmp_path):
+    raw = base()
+    text = yaml.safe_dump(raw).replace("C:", "C: &c", 1)
+    text += "seeds: *c\n" if False else ""
+    path = tmp_path / "anchored.yaml"
+    path.write_text("x-values: &vals [0.01, 0.1]\n" + text)
+    with pytest.raises(SweepError, match="x-values"):  # an unknown key is still refused by name
+        load_spec(path)
+    text = yaml.safe_dump(raw).replace("  C:\n", "  C: &c\n", 1)
+    path.write_text(text)
+    assert load_spec(path).grid["C"] == raw["grid"]["C"]

@@ -72,18 +72,23 @@ function chrome() {
 }
 
 // Open an authenticated HTML page (report, explain, log) in a new tab as a blob: the token
-// never appears in a URL.
+// never appears in a URL. The tab opens at the click (a popup blocker allows that) and gets the
+// page when it is built (a report takes seconds).
 async function openPage(path, errorId, link) {
   const label = link.textContent;
+  const tab = window.open("", "_blank");
+  if (tab) tab.document.body.textContent = "building " + path + " …";
   link.textContent = label + " (building…)";
   showError(errorId, null);
   try {
     const text = await api(path);
     const type = path.endsWith("/log") ? "text/plain" : "text/html";
     const url = URL.createObjectURL(new Blob([text], { type }));
-    window.open(url, "_blank");
-  } catch (err) { showError(errorId, err); }
-  finally { link.textContent = label; }
+    if (tab) tab.location.href = url; else window.open(url, "_blank");
+  } catch (err) {
+    if (tab) tab.close();
+    showError(errorId, err);
+  } finally { link.textContent = label; }
 }
 
 // -- pages -------------------------------------------------------------------------------
@@ -149,6 +154,14 @@ function fillSelect(id, values, chosen, blank) {
   if (chosen !== undefined && chosen !== null && options.includes(chosen)) select.value = chosen;
 }
 
+// Draw a figure made by the server; its width follows the page (the report's figures are sized
+// for a standalone page).
+function draw(id, figure) {
+  const layout = Object.assign({}, figure.layout, { autosize: true });
+  delete layout.width;
+  return Plotly.react(id, figure.data, layout, { responsive: true });
+}
+
 function choiceBlock(detail) {
   const box = $("choice");
   if (!detail.choice) {
@@ -178,7 +191,8 @@ async function sweepPage() {
   const base = "/sweeps/" + encodeURIComponent(name);
   document.title = "backdoor-sweep: " + name;
   $("title").textContent = "sweep " + name;
-  let lastDone = -1, pickersReady = false, curvesDrawn = -1, lastStatus = "";
+  // the pickers follow the sweep's axes as results arrive, until the person picks something
+  let lastDone = -1, pickersKey = "", picked = false, curvesDrawn = -1, lastStatus = "";
 
   async function drawHeatmap() {
     const q = new URLSearchParams({ metric: $("hm-metric").value, x: $("hm-x").value, y: $("hm-y").value,
@@ -191,7 +205,7 @@ async function sweepPage() {
       showError("hm-error", null);
       $("hm-info").textContent = data.panels.length + " panel(s), " + data.x_values.length + " × "
         + data.y_values.length + " cells" + (data.hidden.length ? "; aggregated over " + data.hidden.join(", ") : "");
-      await Plotly.react("heatmap", data.figure.data, data.figure.layout, { responsive: true });
+      await draw("heatmap", data.figure);
     } catch (err) { showError("hm-error", err); }
   }
 
@@ -201,7 +215,7 @@ async function sweepPage() {
     try {
       const data = await api(base + "/curves");
       showError("curves-error", null);
-      await Plotly.react("curves", data.figure.data, data.figure.layout, { responsive: true });
+      await draw("curves", data.figure);
     } catch (err) { showError("curves-error", err); }
   }
 
@@ -213,7 +227,6 @@ async function sweepPage() {
     fillSelect("hm-y", detail.axes, h.y);
     fillSelect("hm-facet1", detail.axes, facets[0] || "", true);
     fillSelect("hm-facet2", detail.axes, facets[1] || "", true);
-    pickersReady = true;
   }
 
   async function refresh() {
@@ -236,8 +249,12 @@ async function sweepPage() {
       $("resume").hidden = !resumable(detail.status);
       if (detail.spec && !$("spec").textContent) $("spec").textContent = JSON.stringify(detail.spec, null, 2);
       choiceBlock(detail);
-      if (detail.axes && detail.axes.length && !pickersReady) pickers(detail);
-      if (pickersReady && (detail.done !== lastDone || detail.status !== lastStatus)) {
+      const key = JSON.stringify([detail.axes, detail.metrics, detail.heatmap]);
+      if (detail.axes && detail.axes.length && !picked && key !== pickersKey) {
+        pickers(detail);
+        pickersKey = key;
+      }
+      if (pickersKey && (detail.done !== lastDone || detail.status !== lastStatus)) {
         lastDone = detail.done;
         await drawHeatmap();
       }
@@ -249,6 +266,9 @@ async function sweepPage() {
   }
 
   $("hm-draw").addEventListener("click", drawHeatmap);
+  for (const id of ["hm-metric", "hm-x", "hm-y", "hm-facet1", "hm-facet2", "hm-agg", "hm-where"]) {
+    $(id).addEventListener("change", () => { picked = true; });
+  }
   $("cancel").addEventListener("click", async () => { await act(name, "cancel"); refresh(); });
   $("resume").addEventListener("click", async () => { await act(name, "resume"); refresh(); });
   for (const [id, path] of [["report-link", "/report"], ["explain-link", "/explain"], ["log-link", "/log"]]) {
