@@ -36,29 +36,38 @@ class Results:
         self.store = store
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[tuple, dict[str, Any]]] = OrderedDict()
+        self._sweep_locks: dict[str, threading.Lock] = {}
 
     def state(self, name: str) -> tuple:
         parts = [p for table in ("trials", "curves") for p in self.store.parts(name, table)]
         return tuple((p.parent.name, p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in parts)
 
     def _entry(self, name: str) -> dict[str, Any]:
-        """The cache entry of ``name`` for its current state (frames and derived values)."""
-        state = self.state(name)
+        """The cache entry of ``name`` for its current state (frames and derived values).
+
+        One request per sweep reads a new state; the others wait for it instead of repeating the
+        work (many pages poll the same sweep).
+        """
         with self._lock:
+            lock = self._sweep_locks.setdefault(name, threading.Lock())
+        with lock:
+            state = self.state(name)
             hit = self._cache.get(name)
             if hit is not None and hit[0] == state:
-                self._cache.move_to_end(name)
+                with self._lock:
+                    self._cache.move_to_end(name)
                 return hit[1]
-        entry: dict[str, Any] = {
-            "trials": self.store.read_table("trials", name),
-            "curves": self.store.read_table("curves", name),
-        }
-        with self._lock:
-            self._cache[name] = (state, entry)
-            self._cache.move_to_end(name)
-            while len(self._cache) > CACHED_SWEEPS:
-                self._cache.popitem(last=False)
-        return entry
+            entry: dict[str, Any] = {
+                "trials": self.store.read_table("trials", name),
+                "curves": self.store.read_table("curves", name),
+            }
+            entry["summary"] = self._summary(entry["trials"], entry["curves"])
+            with self._lock:
+                self._cache[name] = (state, entry)
+                self._cache.move_to_end(name)
+                while len(self._cache) > CACHED_SWEEPS:
+                    self._cache.popitem(last=False)
+            return entry
 
     def trials(self, name: str, where: str | None = None) -> pd.DataFrame:
         from analysis.load import filter_rows
@@ -71,10 +80,7 @@ class Results:
     # -- the sweep page -----------------------------------------------------------------------
     def summary(self, name: str) -> dict[str, Any]:
         """Axes, metrics and heatmap defaults for the page's pickers, and the choice so far."""
-        entry = self._entry(name)
-        if "summary" not in entry:
-            entry["summary"] = self._summary(entry["trials"], entry["curves"])
-        return entry["summary"]
+        return self._entry(name)["summary"]
 
     def _summary(self, df: pd.DataFrame, curves: pd.DataFrame) -> dict[str, Any]:
         from analysis.aggregate import METRICS

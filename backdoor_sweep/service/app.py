@@ -23,6 +23,12 @@ from backdoor_sweep.service.errors import TooLarge, status_of
 
 log = logging.getLogger("backdoor_sweep.service")
 UNAUTHORIZED = "a valid bearer token is required (Authorization: Bearer <token>)"
+#: on every answer: no content sniffing, no framing by other sites, no referrer sent onwards
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,10 @@ class Guard:
             user = self.tokens.who(_bearer(scope["headers"]))
             if user is None:
                 await _send_json(
-                    send, 401, {"error": UNAUTHORIZED}, [(b"www-authenticate", b"Bearer")]
+                    send,
+                    401,
+                    {"error": UNAUTHORIZED},
+                    [(b"www-authenticate", b"Bearer"), *SECURITY_HEADERS],
                 )
                 return
             scope.setdefault("state", {})["user"] = user
@@ -116,7 +125,12 @@ class Guard:
                     raise too_large(self.body_limit, "more (the body was cut off there)")
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, limited_receive, send_with_headers)
 
 
 def create_app(config: ServiceConfig):

@@ -35,8 +35,8 @@ def add_token(store: Path, name: str) -> str:
 class LiveServer:
     """``backdoor-sweep serve --store STORE --port <free> ARGS`` in a subprocess."""
 
-    def __init__(self, store: Path, *args: str) -> None:
-        self.store, self.args = store, list(args)
+    def __init__(self, store: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.store, self.args, self.extra_env = store, list(args), env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="bss", dir="/tmp"))
@@ -44,7 +44,12 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> LiveServer:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp)}
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "PYTHONPATH": str(ROOT),
+            "RAY_TMPDIR": str(self.ray_tmp),
+        }
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [*CLI, "serve", "--store", str(self.store), "--port", str(self.port), *self.args],

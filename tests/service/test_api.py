@@ -110,6 +110,8 @@ def test_page_shells_are_open_and_hold_no_data(served):
         ):
             r = anon.get(path)
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["x-content-type-options"] == "nosniff"
             assert "hand" not in r.text and "alice" not in r.text
         assert anon.get("/").headers["location"] == "/ui/"
         assert "sessionStorage" in anon.get("/ui/static/app.js").text
@@ -308,6 +310,7 @@ def test_select_heatmap_and_curves_of_a_stored_sweep(served, alice):
     assert r.status_code == 422 and "has no learning curves" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_one_server_per_store_and_a_server_needs_tokens(served, tmp_path):
     server, store, _ = served
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -76,6 +76,7 @@ def test_a_corrupt_token_file_is_named(tmp_path):
         Tokens(path).list()
 
 
+@pytest.mark.slow
 def test_token_commands(tmp_path, cli_env):
     store = tmp_path / "store"
     added = cli("token", "add", "dave", "--store", str(store), env=cli_env)

@@ -100,6 +100,10 @@ def test_log_in_submit_watch_draw_and_query_in_chromium(browser, tmp_path):
         page.wait_for_selector("#counts:has-text('16 / 16 results')")
         page.wait_for_selector("#heatmap .main-svg", timeout=60_000)
         page.wait_for_selector("#curves .main-svg", timeout=60_000)
+        # the pickers followed the axes as results arrived: the report's default heatmap
+        picked = [page.input_value(f"#hm-{k}") for k in ("x", "y", "facet1", "facet2")]
+        assert picked == ["C", "gamma", "poison_rate", "trigger_size"]
+        page.wait_for_selector("#hm-info:has-text('4 panel(s), 2 × 2 cells')")
         chosen = select_robust(load(store, "web")).choice
         expected = ", ".join(f"{k} = {v:g}" for k, v in chosen.items())
         assert page.inner_text("#choice-config") == expected, format_choice(chosen)

@@ -6,8 +6,11 @@ Each sweep runs in the server's runner process on its own in-process Ray, as ``r
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +21,7 @@ from sweep.plan import plan_trials
 from sweep.spec import load_spec, parse_spec
 from sweep.store import Store
 from sweep.verify import verify_store
-from tests.local_cluster import cmdline, descendants, kill_pids, wait_gone
+from tests.local_cluster import HEAD_IP, LocalCluster, cmdline, descendants, kill_pids, wait_gone
 from tests.service.live_server import LiveServer, add_token, gone, wait_for
 
 pytestmark = pytest.mark.slow
@@ -201,3 +204,29 @@ def test_a_killed_server_leaves_an_interrupted_sweep_that_resumes_on_request(tmp
     assert sorted(df["result_id"]) == expected_ids(spec, store)  # nothing lost, nothing twice
     assert (df["status"] == "ok").all()
     assert verify_store(store).ok
+
+
+@pytest.mark.cluster
+def test_with_an_address_the_sweeps_run_on_that_cluster(tmp_path):
+    """A one-node cluster with token authentication; the server's runners are its clients."""
+    root = Path(tempfile.mkdtemp(prefix="bsc", dir="/tmp"))
+    cluster = LocalCluster(root)
+    store = Store(tmp_path / "store")
+    token = add_token(store.root, "alice")
+    server = None
+    try:
+        cluster.start_head()
+        server = LiveServer(store.root, "--address", cluster.address, env=cluster.env()).start()
+        with server.client(token) as c:
+            assert c.post("/sweeps", content=smoke_yaml("remote")).status_code == 201
+            wait_status(c, "remote", "finished")
+        df = store.read_table("trials", "remote")
+        assert len(df) == 16 and set(df["node_id"]) == {cluster.node_ids()[HEAD_IP]}
+        log = (store.root / ".service" / "sweeps" / "remote" / "runner.log").read_text()
+        assert f"Ray at {cluster.address}" in log
+    finally:
+        if server is not None:
+            server.close()
+        left = cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"Ray processes outlived the cluster: {left}"
