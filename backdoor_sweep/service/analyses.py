@@ -1,7 +1,8 @@
 """What the sweep pages show, computed in the server from the store with `analysis`.
 
-The robust choice so far (`analysis.select.select_robust` on the results stored until now),
-heatmaps (`analysis.heatmap`: the data first, then the plotly figure, sent as its JSON for
+The recommended configuration so far (`analysis.verdict`, which reconciles the picks of
+`analysis.select.select_robust`, on the results stored until now), heatmaps (`analysis.heatmap`:
+the data first, then the plotly figure of `analysis.heatmap_figure`, sent as its JSON for
 plotly.js to draw) and learning curves (`analysis.curves`). A sweep's frames are read once per
 *state* — the names, sizes and times of its part files — so pages that poll a running sweep reread
 only when a trial has finished.
@@ -10,6 +11,7 @@ only when a trial has finished.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -21,6 +23,21 @@ from sweep.store import Store
 
 #: sweeps whose frames are kept in memory
 CACHED_SWEEPS = 8
+#: the clean-accuracy tolerance of the pages' recommendation and heatmaps (the CLI's default)
+CLEAN_TOLERANCE = 0.01
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with NumPy scalars as Python values and NaN/inf as None: strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _figure_json(fig, **info: Any) -> str:
@@ -70,12 +87,16 @@ class Results:
             return entry
 
     def trials(self, name: str, where: str | None = None) -> pd.DataFrame:
-        from analysis.load import filter_rows
+        """The sweep's results; with ``where`` (SQL, as every command's ``--where``) filtered by
+        the store's locked-down DuckDB (`analysis.load.load`)."""
+        from analysis.load import load
 
+        if where:
+            return load(self.store, name, where)
         df = self._entry(name)["trials"]
         if df.empty:
             raise SweepError(f"sweep {name!r} has no results stored yet")
-        return filter_rows(df, where) if where else df
+        return df
 
     # -- the sweep page -----------------------------------------------------------------------
     def summary(self, name: str) -> dict[str, Any]:
@@ -83,16 +104,17 @@ class Results:
         return self._entry(name)["summary"]
 
     def _summary(self, df: pd.DataFrame, curves: pd.DataFrame) -> dict[str, Any]:
-        from analysis.aggregate import METRICS
-        from analysis.report import heatmap_axes
-        from analysis.select import grid_axes, select_robust
+        from analysis.heatmap import default_axes
+        from analysis.select import grid_axes
+        from analysis.verdict import verdict_info
+        from sweep.schema import METRICS
 
         out: dict[str, Any] = {
             "axes": [],
             "metrics": [],
             "heatmap": None,
-            "choice": None,
-            "choice_error": "no results stored yet",
+            "recommended": None,
+            "recommended_error": "no results stored yet",
             "has_curves": not curves.empty,
             "n_ok": 0,
             "n_error": 0,
@@ -107,14 +129,31 @@ class Results:
             for c in df.columns
             if c in METRICS and pd.to_numeric(ok[c], errors="coerce").notna().any()
         ]
-        axes = heatmap_axes(df)
-        if axes is not None:
-            out["heatmap"] = {"x": axes[0], "y": axes[1], "facets": axes[2]}
         try:
-            out["choice"] = select_robust(df).as_dict(candidates=False)
-            out["choice_error"] = None
+            x, y, facets = default_axes(df)
+            out["heatmap"] = {"x": x, "y": y, "facets": facets}
+        except SweepError:
+            pass
+        try:
+            v = verdict_info(df)
         except SweepError as err:
-            out["choice_error"] = str(err)
+            out["recommended_error"] = str(err)
+            return out
+        out["recommended_error"] = None
+        out["recommended"] = plain(
+            {
+                "objective": v.basis,
+                "choice": v.recommended.choice,
+                "metrics": v.recommended.values,
+                "headline": v.headline,
+                "why": v.why,
+                "agreement": v.agreement,
+                "limits": v.limits,
+                "clean_tolerance": v.clean_tolerance,
+                "n_accurate": v.n_accurate,
+                "n_configurations": v.n_configurations,
+            }
+        )
         return out
 
     def heatmap(
@@ -128,19 +167,31 @@ class Results:
         agg: str,
         where: str | None,
     ) -> str:
-        """The heatmap figure's JSON and the grid it shows."""
-        from analysis.heatmap import heatmap_info, render_heatmap
+        """The heatmap figure's JSON and the grid it shows (what ``backdoor-sweep heatmap`` draws,
+        the recommended configuration outlined)."""
+        from analysis.heatmap import heatmap_info
+        from analysis.heatmap_figure import render_heatmap
 
+        recommended = self.summary(name)["recommended"]
         info = heatmap_info(
-            self.trials(name, where), x=x, y=y, metric=metric, facet=facets or None, agg=agg
+            self.trials(name, where),
+            x=x,
+            y=y,
+            metric=metric,
+            facet=facets or None,
+            agg=agg,
+            clean_tolerance=CLEAN_TOLERANCE,
+            mark=recommended["choice"] if recommended else None,
         )
-        fig = render_heatmap(info, title=f"{name}: {agg} {metric}")
+        fig = render_heatmap(info)
+        fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
         return _figure_json(
             fig,
             x_values=info.x_values,
             y_values=info.y_values,
             hidden=info.hidden,
             panels=[p.title for p in info.panels],
+            aggregated_over=info.aggregated_over,
         )
 
     def curves(self, name: str, *, where: str | None, colour: str | None) -> str:

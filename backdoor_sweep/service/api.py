@@ -9,7 +9,6 @@ exactly as ``backdoor-sweep run`` validates it (`sweep.spec`), with the same one
 from __future__ import annotations
 
 import json
-import re
 import threading
 from typing import Annotated, Any
 
@@ -21,12 +20,11 @@ from pydantic import BaseModel
 
 from backdoor_sweep.errors import SweepError
 from backdoor_sweep.service.errors import Busy, NotFound
-from sweep.spec import NAME_PATTERN
+from sweep.store import check_sweep_name
 
 #: queries allowed to run at once (more wait, up to the query time limit)
 CONCURRENT_QUERIES = 4
 _queries = threading.BoundedSemaphore(CONCURRENT_QUERIES)
-_NAME = re.compile(NAME_PATTERN)
 #: how the spec body may be sent, for the OpenAPI docs
 _SPEC_BODY = {
     "requestBody": {
@@ -71,12 +69,8 @@ def user(request: Request) -> str:
 
 
 def checked(name: str) -> str:
-    if not _NAME.match(name):
-        raise SweepError(
-            f"sweep name must be letters, digits, '_', '.' or '-' (at most 100, not starting with "
-            f"'.', '_' or '-'); got {name!r}"
-        )
-    return name
+    """``name`` if it is a sweep name (never a path): the store's own check and line."""
+    return check_sweep_name(name)
 
 
 def _services(request: Request):
@@ -116,26 +110,14 @@ async def submit(
 
 
 def _spec_from_body(body: bytes, content_type: str, name: str | None, smoke: bool, store: str):
-    """Parse and validate a submitted spec as ``backdoor-sweep run [--smoke] [--name]`` does."""
-    from sweep.spec import parse_spec, read_yaml, with_overrides
+    """Parse and validate a submitted spec as ``backdoor-sweep run [--smoke] [--name]`` does.
 
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SweepError(
-            f"spec must be UTF-8 text; got a byte it cannot decode at {err.start}"
-        ) from None
-    if "json" in content_type.lower():
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SweepError(
-                f"spec is not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-            ) from None
-        except RecursionError:
-            raise SweepError("spec must nest at most 50 levels; got deeper") from None
-    else:
-        raw = read_yaml(text, "spec")
+    YAML goes through the same bounded reader as a spec file (`sweep.specfile`: size, nesting,
+    alias expansion, repeated keys); JSON is YAML too, so both take that road."""
+    from sweep.spec import parse_spec, with_overrides
+    from sweep.specfile import read_spec_bytes
+
+    raw = read_spec_bytes(body, "spec")
     spec = parse_spec(raw, source="spec")
     if smoke:
         spec = spec.smoke()
@@ -163,7 +145,7 @@ def sweep_detail(request: Request, name: str) -> dict:
     out.update(
         results.summary(name)
         if meta is not None
-        else {"choice": None, "choice_error": "not started yet"}
+        else {"recommended": None, "recommended_error": "not started yet"}
     )
     return out
 
@@ -239,14 +221,19 @@ def heatmap(
     _, jobs, results, _ = _services(request)
     _stored(jobs, name)
     defaults = results.summary(name)["heatmap"] or {}
-    x = x or defaults.get("x")
-    y = y or defaults.get("y")
-    if not x or not y:
-        raise SweepError("x and y must name two axes; this sweep varies fewer than two")
-    if facet is None:
-        facets = [f for f in defaults.get("facets", []) if f not in (x, y)]
-    else:
-        facets = [] if facet in ("", "none") else [f.strip() for f in facet.split(",") if f.strip()]
+    facets = None if facet is None else [f.strip() for f in facet.split(",") if f.strip()]
+    if facets in (["none"], []):
+        facets = []
+    if x is None or y is None or facets is None:  # what `backdoor-sweep heatmap` picks
+        order = [
+            a for a in (defaults.get("x"), defaults.get("y"), *defaults.get("facets", [])) if a
+        ]
+        x = x or next((a for a in order if a != y), None)
+        if x is None:
+            raise SweepError(f"x is needed: the sweep has no grid axis besides y {y!r}")
+        y = y or next((a for a in order if a != x), None)
+        if facets is None:
+            facets = [a for a in order if a not in (x, y)][:2]
     body = results.heatmap(name, metric=metric, x=x, y=y, facets=facets, agg=agg, where=where)
     return Response(body, media_type="application/json")
 
@@ -299,9 +286,9 @@ def query(
         df = run_query(
             jobs.store,
             sql,
-            max_rows=limit,
-            timeout_s=config.query_timeout_s,
+            timeout=config.query_timeout_s,
             memory_limit=config.query_memory,
+            max_rows=limit,
         )
     finally:
         _queries.release()

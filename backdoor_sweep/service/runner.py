@@ -119,32 +119,28 @@ def report(store: Store, name: str, out: Path) -> None:
 
 
 def explain(store: Store, name: str, out: Path, where: str | None, seed: int | None) -> None:
-    """The explain page of ``where`` (default: the recommended configuration by ASR, under the
-    strongest attack swept, first seed — what the report explains)."""
-    from analysis.explain import explain_info, pick_rows, rebuild, representative_rows
+    """The explain page of ``where``, as ``backdoor-sweep explain`` builds it (default: the
+    report's picks — the recommended and the most vulnerable accurate configuration — under the
+    strongest attack swept, first seed)."""
+    from analysis.explain import default_rows, explain_info, pick_rows, rebuild, strongest_first
     from analysis.explain_page import explain_page
     from analysis.load import load
-    from analysis.select import format_choice, select_robust
 
+    full = load(store, name)
     if where:
-        rows = pick_rows(load(store, name, where), seed)
-        if rows.empty:
-            raise SweepError(
-                f"where must match a successful result of sweep {name!r}"
-                + (f" with seed {seed}" if seed is not None else "")
-                + f"; got {where!r}"
-            )
+        rows = strongest_first(full, pick_rows(load(store, name, where), seed))
         what = f"where {where}"
     else:
-        df = load(store, name)
-        sel = select_robust(df)
-        rows = representative_rows(df, sel.choice)
-        if rows.empty:
-            raise SweepError(
-                f"sweep {name!r} has no successful poisoned result of its recommended "
-                f"configuration ({format_choice(sel.choice)}) to explain"
-            )
-        what = f"the recommended configuration {format_choice(sel.choice)}"
+        if seed is not None:
+            raise SweepError("seed needs where (the default picks the first seed); got seed alone")
+        rows, labels = default_rows(full)
+        what = "the " + " and the ".join(labels)
+    if rows.empty:
+        raise SweepError(
+            f"where must match a successful result of sweep {name!r}"
+            + (f" with seed {seed}" if seed is not None else "")
+            + f"; got {where!r}"
+        )
     infos = [
         explain_info(rebuild(store, name, r)) for r in rows.head(MAX_EXPLAINED).to_dict("records")
     ]

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from analysis.load import load
-from analysis.select import format_choice, select_robust
+from analysis.select import format_choice
+from analysis.verdict import verdict_info
 from backdoor_sweep.errors import SweepError
 from sweep.query import run_query
 from sweep.spec import parse_spec
@@ -104,7 +105,7 @@ def test_log_in_submit_watch_draw_and_query_in_chromium(browser, tmp_path):
         picked = [page.input_value(f"#hm-{k}") for k in ("x", "y", "facet1", "facet2")]
         assert picked == ["C", "gamma", "poison_rate", "trigger_size"]
         page.wait_for_selector("#hm-info:has-text('4 panel(s), 2 × 2 cells')")
-        chosen = select_robust(load(store, "web")).choice
+        chosen = verdict_info(load(store, "web")).recommended.choice
         expected = ", ".join(f"{k} = {v:g}" for k, v in chosen.items())
         assert page.inner_text("#choice-config") == expected, format_choice(chosen)
         assert "95% interval" in page.inner_text("#choice-metrics")

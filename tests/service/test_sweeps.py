@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from analysis.load import load
-from analysis.select import select_robust
+from analysis.verdict import verdict_info
 from sweep.plan import plan_trials
 from sweep.spec import load_spec, parse_spec
 from sweep.store import Store
@@ -106,7 +106,7 @@ def test_one_of_two_submissions_of_a_name_wins_and_its_sweep_finishes(served):
         assert sorted(df["result_id"]) == expected_ids(spec, store)
         assert store.read_meta("race")["submitter"] == "alice"
         assert verify_store(store).ok
-        assert done["choice"]["choice"] == select_robust(load(store, "race")).choice
+        assert done["recommended"]["choice"] == verdict_info(load(store, "race")).recommended.choice
         assert c.get("/sweeps").json()["sweeps"][0]["status"] == "finished"
         rows = c.get("/query", params={"sql": "select count(*) from trials where sweep = 'race'"})
         assert rows.json()["rows"] == [[16]]

@@ -218,29 +218,3 @@ def test_a_row_limit_is_pushed_into_the_query(paths):
     df = run_query(store, "select count(*) as n from trials", max_rows=5)
     assert df.attrs["truncated"] is False and len(df) == 1
     assert len(run_query(store, "describe trials", max_rows=3)) == 3
-
-
-def test_a_query_that_runs_too_long_is_stopped(paths):
-    with pytest.raises(SweepError) as err:
-        run_query(
-            paths["store"],
-            "with recursive t(n) as (select 1 union all select n + 1 from t) select count(*) from t",
-            timeout_s=0.5,
-        )
-    assert (
-        str(err.value)
-        == "query must finish within 0.5 s; it was stopped (narrow it or add a LIMIT)"
-    )
-    # the connection is closed and the next query runs normally
-    assert run_query(paths["store"], "select 1 as one", timeout_s=5)["one"][0] == 1
-
-
-def test_a_memory_limit_is_locked_in(paths):
-    with pytest.raises(SweepError, match="query failed: "):
-        run_query(
-            paths["store"],
-            "select list(range) from range(50000000)",
-            memory_limit="20MB",
-        )
-    with pytest.raises(SweepError, match="query must be a single read-only SELECT"):
-        run_query(paths["store"], "set memory_limit='100GB'", memory_limit="20MB")

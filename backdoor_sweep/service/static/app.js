@@ -162,15 +162,17 @@ function draw(id, figure) {
   return Plotly.react(id, figure.data, layout, { responsive: true });
 }
 
+const PICKS = { asr: "lowest mean ASR", worst_asr: "lowest worst-case ASR", slope: "lowest slope" };
+
 function choiceBlock(detail) {
   const box = $("choice");
-  if (!detail.choice) {
-    box.replaceChildren(el("p", { class: "muted" }, detail.choice_error || "no choice yet"));
+  const rec = detail.recommended;
+  if (!rec) {
+    box.replaceChildren(el("p", { class: "muted" }, detail.recommended_error || "no recommendation yet"));
     return;
   }
-  const c = detail.choice;
-  const config = Object.entries(c.choice).map(([k, v]) => k + " = " + v).join(", ") || "the only configuration";
-  const rows = Object.entries(c.metrics).map(([k, m]) => el("tr", {},
+  const config = Object.entries(rec.choice).map(([k, v]) => k + " = " + v).join(", ") || "the only configuration";
+  const rows = Object.entries(rec.metrics).map(([k, m]) => el("tr", {},
     el("td", {}, k), el("td", { class: "num" }, num(m.mean)),
     el("td", { class: "num" }, m.std === null ? "–" : "± " + num(m.std)),
     el("td", { class: "num" }, m.ci_low === null ? "n/a" : num(m.ci_low) + " – " + num(m.ci_high)),
@@ -178,12 +180,14 @@ function choiceBlock(detail) {
   box.replaceChildren(
     el("div", { class: "choice" },
       el("div", { class: "config", id: "choice-config" }, config),
-      el("div", { class: "note" }, "chosen by lowest " + c.objective + " among configurations within "
-        + c.clean_tolerance + " of the best clean accuracy (results stored so far)")),
+      el("div", { class: "note" }, "by " + (PICKS[rec.objective] || rec.objective) + " among the "
+        + rec.n_accurate + " of " + rec.n_configurations + " configurations within "
+        + rec.clean_tolerance + " of the best clean accuracy (results stored so far): " + rec.why)),
     el("table", { id: "choice-metrics" },
       el("thead", {}, el("tr", {}, ...["metric", "mean", "std over seeds", "95% interval", "seeds"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...rows)),
-    el("p", { class: "note" }, c.reason));
+    el("p", { class: "note" }, rec.agreement),
+    ...rec.limits.map((line) => el("p", { class: "note" }, line)));
 }
 
 async function sweepPage() {
