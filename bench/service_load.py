@@ -8,7 +8,7 @@ in a seeded mix:
 
 - ``list``   GET /sweeps                                   (40 %)
 - ``query``  GET /query (results per sweep)               (25 %)
-- ``sweep``  GET /sweeps/{name} (progress, choice so far)  (15 %)
+- ``sweep``  GET /sweeps/{name} (progress, recommendation)  (15 %)
 - ``page``   GET /ui/ then /ui/static/app.js (a page load) (20 %)
 
 A request fails if it raises or answers anything but 2xx. Afterwards the sweep must finish with
