@@ -126,6 +126,11 @@ class StoreWriter:
         #: the store write that failed (a full disk…): nothing more is written, the sweep stops
         self.failure: SweepError | None = None
 
+    def add_plan(self, plan: TrialPlan) -> None:
+        """Take a trial planned while the sweep runs (a configuration an adaptive searcher drew)."""
+        self.buffers[plan.trial_id] = _Buffer(plan)
+        self.results[plan.trial_id] = {u["result_id"]: u for u in plan.results}
+
     def result(self, trial_id: str, report: dict) -> None:
         """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
         buf = self.buffers[trial_id]
@@ -358,9 +363,21 @@ def run_sweep(
     ``num_cpus`` caps an in-process Ray (ignored with ``address``). ``trial_fn(config, data)`` is
     what each Tune trial runs (default `trainables.trial.tune_trial`); tests wrap it to inject
     faults. It must be importable by the workers or pickled by value. ``on_progress`` is called
-    with the `Progress` of this run after every finished result; ``extra_meta`` goes into a new
-    sweep's ``sweep.json`` (the team service records who submitted it).
+    with the `Progress` of this run after every finished result (grid sweeps); ``extra_meta`` goes
+    into a new sweep's ``sweep.json`` (the team service records who submitted it).
     """
+    if spec.search.staged:  # Optuna, or a slope screen's two stages
+        from sweep.searching import run_search
+
+        return run_search(
+            spec,
+            address=address,
+            resume=resume,
+            overwrite=overwrite,
+            show_progress=show_progress,
+            num_cpus=num_cpus,
+            extra_meta=extra_meta,
+        )
     store = Store(spec.store)
     t_start = time.perf_counter()
     with store.lock(spec.name):
@@ -425,27 +442,49 @@ def _check_same_spec(spec: Spec, store: Store) -> None:
         )
 
 
-def _run_locked(
-    spec, store, data, plans, t_start, resume, show_progress, trial_fn, on_progress, extra_meta
-) -> SweepOutcome:
+def open_meta(
+    spec: Spec, store: Store, n_trials: int, extra_meta: dict[str, Any] | None = None
+) -> tuple[dict, set[str]]:
+    """Mark the sweep running in its sweep.json (written first for a new sweep, with
+    ``extra_meta``); the done trials."""
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
         meta = store.update_meta(spec.name, status="running", resumed_at=now_utc().isoformat())
-    else:
-        done = set()
-        meta = {
-            "name": spec.name,
-            "spec": spec.model_dump(mode="json"),
-            "spec_digest": spec.digest(),
-            "n_results": spec.n_results,
-            "n_trials": len(plans),
-            "status": "running",
-            "created_at": now_utc().isoformat(),
-            "versions": library_versions(),
-            **(extra_meta or {}),
-        }
-        store.write_meta(spec.name, meta)
+        return meta, done
+    meta = {
+        "name": spec.name,
+        "spec": spec.model_dump(mode="json"),
+        "spec_digest": spec.digest(),
+        "n_results": spec.n_results,
+        "n_trials": n_trials,
+        "status": "running",
+        "created_at": now_utc().isoformat(),
+        "versions": library_versions(),
+        **(extra_meta or {}),
+    }
+    store.write_meta(spec.name, meta)
+    return meta, set()
+
+
+def close_meta(
+    spec: Spec, store: Store, meta: dict, *, complete: bool, wall: float, resume: bool, **extra: Any
+) -> None:
+    """Record the end of a run: finished or incomplete, the wall time over every run, versions."""
+    store.update_meta(
+        spec.name,
+        status="finished" if complete else "incomplete",
+        finished_at=now_utc().isoformat(),
+        wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
+        versions=library_versions(),
+        **extra,
+    )
+
+
+def _run_locked(
+    spec, store, data, plans, t_start, resume, show_progress, trial_fn, on_progress, extra_meta
+) -> SweepOutcome:
+    meta, done = open_meta(spec, store, len(plans), extra_meta)
     todo = [p for p in plans if p.trial_id not in done]
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
@@ -461,15 +500,7 @@ def _run_locked(
         wall = time.perf_counter() - t_start
         complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
         try:
-            store.update_meta(
-                spec.name,
-                status="finished" if complete else "incomplete",
-                finished_at=now_utc().isoformat(),
-                wall_seconds=round(
-                    wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3
-                ),
-                versions=library_versions(),
-            )
+            close_meta(spec, store, meta, complete=complete, wall=wall, resume=resume)
         except SweepError:
             if writer.failure is None:  # the store failed before: that error is the one to show
                 raise
@@ -498,7 +529,8 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(
                 reuse_actors=True,
-                max_concurrent_trials=spec.execution.max_concurrent_trials,
+                max_concurrent_trials=spec.execution.max_concurrent_trials
+                or spec.search.max_concurrent,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
             ),
