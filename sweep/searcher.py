@@ -279,7 +279,8 @@ class OptunaRun:
     def _fit(self, data, writer, remaining: int, folder) -> None:
         from ray import tune
 
-        from sweep.launcher import _make_stopper, resume_command
+        from sweep.launcher import resume_command
+        from sweep.writer import make_stopper
 
         spec = self.spec
         trainable = tune.with_resources(
@@ -303,7 +304,7 @@ class OptunaRun:
                     storage_path=scratch,
                     verbose=0,
                     callbacks=[callback],
-                    stop=_make_stopper(writer),
+                    stop=make_stopper(writer),
                     failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
                 ),
             )

@@ -83,10 +83,9 @@ def run(store: Store, name: str, address: str | None) -> int:
     if job is None:
         raise SweepError(f"sweep {name!r} has no job record in {records.root}")
     resume = store.exists(name)
-    if resume:  # what `backdoor-sweep resume` does: the spec it was started with
+    if resume:  # what `backdoor-sweep resume` does: the spec it was started with, this store
         meta = store.read_meta(name)
         spec = parse_spec(meta["spec"], source=f"{store.sweep_dir(name)}/sweep.json")
-        spec = spec.model_copy(update={"store": str(store.root)})
     else:
         spec = parse_spec(job["spec"], source=str(records.job_path(name)))
     print(
@@ -99,6 +98,7 @@ def run(store: Store, name: str, address: str | None) -> int:
             spec,
             address=address,
             resume=resume,
+            store=store,
             show_progress=False,
             on_progress=ProgressFile(records, name, spec.n_results),
             extra_meta={"submitter": job.get("submitter", "")},
