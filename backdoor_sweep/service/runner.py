@@ -107,7 +107,7 @@ def run(store: Store, name: str, address: str | None) -> int:
         print(f"sweep {name} stopped before its trials started", flush=True)
         return EXIT_INCOMPLETE
     records.write_progress(name, records.stored_results(name), spec.n_results, None)
-    print_summary(spec, outcome)
+    print_summary(spec, outcome, choice=outcome.complete)
     sys.stdout.flush()
     return EXIT_FINISHED if outcome.complete else EXIT_INCOMPLETE
 
