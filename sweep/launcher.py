@@ -77,6 +77,8 @@ def run_sweep(
     trial_fn: Callable[[dict, Any], None] | None = None,
     store: Store | None = None,
     on_start: Callable[[SweepStart], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run every result of ``spec`` not yet in its store; return counts and the wall time.
 
@@ -90,7 +92,9 @@ def run_sweep(
     ``on_start`` is told the plan once it is known. ``num_cpus`` caps an in-process Ray (ignored
     with ``address``). ``trial_fn(config, data)`` is what each Tune trial runs (default
     `trainables.trial.tune_trial`); tests wrap it to inject faults. It must be importable by the
-    workers or pickled by value.
+    workers or pickled by value. ``on_progress`` is called with the `Progress` of this run after
+    every finished result (grid sweeps); ``extra_meta`` goes into a new sweep's ``sweep.json``
+    (the team service records who submitted it).
     """
     if spec.search.staged:  # Optuna, or a slope screen's two stages
         from sweep.searching import run_search
@@ -102,6 +106,7 @@ def run_sweep(
             overwrite=overwrite,
             show_progress=show_progress,
             num_cpus=num_cpus,
+            extra_meta=extra_meta,
         )
     store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
@@ -132,7 +137,16 @@ def run_sweep(
             try:
                 with _replacing(store, spec.name, overwrite) as replaced:
                     return _run_locked(
-                        spec, store, data, plans, t_start, resume, show_progress, trial_fn
+                        spec,
+                        store,
+                        data,
+                        plans,
+                        t_start,
+                        resume,
+                        show_progress,
+                        trial_fn,
+                        on_progress=on_progress,
+                        extra_meta=extra_meta,
                     )
             except _StoreFailed as err:
                 if replaced:
@@ -237,8 +251,11 @@ def _recover_replaced(store: Store, name: str) -> None:
         os.replace(aside, store.sweep_dir(name))
 
 
-def open_meta(spec: Spec, store: Store, n_trials: int) -> tuple[dict, set[str]]:
-    """Mark the sweep running in its sweep.json (written first for a new sweep); the done trials."""
+def open_meta(
+    spec: Spec, store: Store, n_trials: int, extra_meta: dict[str, Any] | None = None
+) -> tuple[dict, set[str]]:
+    """Mark the sweep running in its sweep.json (written first for a new sweep, with
+    ``extra_meta``); the done trials."""
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
@@ -253,6 +270,7 @@ def open_meta(spec: Spec, store: Store, n_trials: int) -> tuple[dict, set[str]]:
         "status": "running",
         "created_at": now_utc().isoformat(),
         "versions": library_versions(),
+        **(extra_meta or {}),
     }
     store.write_meta(spec.name, meta)
     return meta, set()
@@ -272,12 +290,16 @@ def close_meta(
     )
 
 
-def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
-    meta, done = open_meta(spec, store, len(plans))
+def _run_locked(
+    spec, store, data, plans, t_start, resume, show_progress, trial_fn, on_progress, extra_meta
+) -> SweepOutcome:
+    meta, done = open_meta(spec, store, len(plans), extra_meta)
     todo = [p for p in plans if p.trial_id not in done]
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
-    progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
+    progress = Progress(
+        total=sum(len(p.results) for p in todo), enabled=show_progress, on_advance=on_progress
+    )
     writer = StoreWriter(spec, store, todo, progress)
     try:
         if todo:

@@ -36,8 +36,10 @@ def run_search(
     overwrite: bool = False,
     show_progress: bool = True,
     num_cpus: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
-    """Run (or finish) an Optuna search or a slope screen; see the module docstring."""
+    """Run (or finish) an Optuna search or a slope screen; see the module docstring.
+    ``extra_meta`` goes into a new sweep's ``sweep.json`` (`sweep.launcher.run_sweep`)."""
     from sweep.launcher import SweepOutcome, _check_existing, close_meta, init_ray, open_meta
     from trainables.data.datasets import load_dataset
 
@@ -52,7 +54,7 @@ def run_search(
             from sweep.screening import ScreenRun as Run
         run = Run(spec, store)
         started = init_ray(address, num_cpus) if run.pending() else False
-        meta, _ = open_meta(spec, store, run.n_configurations)
+        meta, _ = open_meta(spec, store, run.n_configurations, extra_meta)
         counts = {"ok": 0, "error": 0, "skipped": 0}
         complete, failed = False, True
         try:

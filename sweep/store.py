@@ -49,6 +49,8 @@ from sweep.schema import SCHEMA, SWEEP_NAME, TABLES
 PART_PREFIX = "part-"
 PART_NAME = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 LOCK_DIR = ".locks"
+#: the team service's own files (tokens, who submitted what, its runners' logs); not a sweep
+SERVICE_DIR = ".service"
 #: (path, mtime_ns, size) of part files whose footer and key columns were already checked
 _checked: set[tuple[str, int, int]] = set()
 _VERIFY = "move it out of the store or run `backdoor-sweep verify`"
