@@ -7,6 +7,7 @@ from backdoor_sweep.exports import lazy_exports
 _WHERE = {
     "ATTACK_KINDS": "spec",
     "AttackSection": "spec",
+    "CACHE_DIR": "store",
     "CurvesSection": "spec",
     "DEFAULT_SPEC": "spec",
     "DENIED_FUNCTIONS": "query",

@@ -24,13 +24,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from backdoor_sweep.errors import SweepError
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec
-from sweep.store import Store
+from sweep.store import CACHE_DIR, Store
 from trainables.data.datasets import load_dataset
 
 #: Ray and Tune settings applied where Ray is started (``init_ray``), never on import: we write our
@@ -412,7 +413,11 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
         ),
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
-    configs = [{"trial_id": p.trial_id, "cpus": max(1, int(cpus))} for p in todo]
+    # what trials compute once for every sweep (trained generators) goes beside the store
+    cache = str(Path(spec.store).resolve() / CACHE_DIR)
+    configs = [
+        {"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "cache_dir": cache} for p in todo
+    ]
     scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
     try:
         tuner = tune.Tuner(

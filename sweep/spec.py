@@ -293,7 +293,7 @@ def validate(spec: Spec) -> None:
                 continue
             seen.add(memo)
             params = parse_params(cls, cell, origins)
-            if kind == "trigger":
+            if kind in ATTACK_KINDS and hasattr(cls, "check"):  # triggers; hardenings' image limits
                 try:
                     cls(params).check(image_shape)
                 except SweepError as err:

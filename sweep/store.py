@@ -18,6 +18,7 @@ without the store's key columns, or a file in ``trials/``/``curves/`` that is no
 Hidden files (a ``.tmp-*`` left by a killed writer) are skipped; ``backdoor-sweep verify`` reports
 them. A run holds an exclusive lock on its sweep (``<store>/.locks/<sweep>.lock``, ``flock``), so
 two runs of one sweep name cannot interleave while runs of different sweeps share the store freely.
+What trials compute once for every sweep (trained generators) lives in ``<store>/.cache``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ KEY_COLUMNS = {
     "dynamics": ("sweep", "trial_id", "result_id"),
 }
 LOCK_DIR = ".locks"
+#: what trials compute once and reuse across sweeps (e.g. trained generators); see `Store.cache_dir`
+CACHE_DIR = ".cache"
 #: (path, mtime_ns, size) of part files whose footer and key columns were already checked
 _checked: set[tuple[str, int, int]] = set()
 
@@ -69,6 +72,11 @@ class Store:
         self.root = Path(root)
 
     # -- sweeps -------------------------------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        """``<store>/.cache``: trained generators and the like, shared by every sweep of the store."""
+        return self.root / CACHE_DIR
+
     def sweep_dir(self, sweep: str) -> Path:
         return self.root / sweep
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backdoor_sweep.errors import SweepError
-from sweep.store import KEY_COLUMNS, LOCK_DIR, PART_NAME, TABLES, Store
+from sweep.store import CACHE_DIR, KEY_COLUMNS, LOCK_DIR, PART_NAME, TABLES, Store
 
 SWEEP_ENTRIES = {"sweep.json", *TABLES}
 #: result keys that are not columns of a trials row
@@ -56,7 +56,7 @@ def verify_store(store: Store) -> Report:
     if not store.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(store.root)!r} (not found)")
     for entry in sorted(store.root.iterdir()):
-        if entry.name == LOCK_DIR:
+        if entry.name in (LOCK_DIR, CACHE_DIR):
             continue
         if entry.is_dir() and (entry / "sweep.json").is_file():
             report.sweeps.append(entry.name)

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from backdoor_sweep.errors import SweepError
-from trainables.attacks.clean_label import CleanLabelParams, harden
+from trainables.attacks.clean_label import CleanLabelParams, check_hardening, harden
 from trainables.attacks.triggers import Trigger
 from trainables.components import Component, Params, Registry
 
@@ -225,6 +225,10 @@ class CleanLabel(Poisoning):
 
     name = "clean_label"
     Params = CleanLabelParams
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """Refuse a hardening that cannot serve these images (gan_interpolation: grey, square)."""
+        check_hardening(self.params, image_shape)
 
     def poison(self, X, y, trigger, target, n_classes, rng, classes=None):
         X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
