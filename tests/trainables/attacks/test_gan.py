@@ -332,3 +332,67 @@ def test_other_learners_and_hardenings_are_unaffected():
     )
     for learner in ("svm_rbf", "cnn", "mlp"):
         parse_spec({**_spec(tau=0.2), "learner": {"name": learner}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("attack", "needle"),
+    [
+        ({"tau": 1.5}, "error: attack.tau must be less than or equal to 1; got 1.5"),
+        ({"gan_encode_steps": 0}, "error: attack.gan_encode_steps must be greater than or equal"),
+        ({"dataset": "cifar10"}, "error: attack.hardening gan_interpolation needs grey square"),
+    ],
+)
+def test_the_cli_refuses_with_one_line_exit_2_and_writes_nothing(tmp_path, cli_env, attack, needle):
+    import yaml
+
+    from tests.conftest import cli
+
+    dataset = {"name": "cifar10", "classes": [0, 6]} if attack.pop("dataset", None) else None
+    spec = _spec(dataset, **attack)
+    if dataset:
+        spec["attack"]["target"] = "frog"
+    spec["store"] = str(tmp_path / "store")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    res = cli("run", str(path), env=cli_env)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().startswith(needle) and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "store").exists()
+
+
+# -- a real sweep --------------------------------------------------------------------------------------
+def _sweep_spec(store, name, taus):
+    spec = _spec(**TINY)
+    spec.update(
+        name=name,
+        grid={"tau": taus, "poison_rate": [0.2, 0.5]},
+        execution={"inner_axes": []},  # one result per trial: trials run side by side on 2 CPUs
+        store=str(store),
+    )
+    return parse_spec(spec)
+
+
+@pytest.mark.slow
+def test_sweeps_over_tau_and_rate_train_the_generator_once(tmp_path, ray_runtime):
+    from sweep.launcher import run_sweep
+    from sweep.store import Store
+    from sweep.verify import verify_store
+
+    store = tmp_path / "store"
+    outcome = run_sweep(_sweep_spec(store, "gan-a", [0.0, 0.2, 0.4]), show_progress=False)
+    assert (outcome.n_ok, outcome.n_error) == (6, 0)
+    events = gc.read_events(store / ".cache")
+    assert [e["event"] for e in events] == ["trained", "encoded"]
+    df = Store(store).read_table("trials", "gan-a")
+    assert (df["status"] == "ok").all() and df["generator_key"].nunique() == 1
+    assert df["generator_key"].iloc[0] == events[0]["key"]
+    assert (df["n_poison"] > 0).all() and df["gan_reconstruction_mse"].between(0, 1).all()
+
+    # another sweep of the store, other τ values: the generator and the codes are reused
+    outcome = run_sweep(_sweep_spec(store, "gan-b", [0.1, 0.3]), show_progress=False)
+    assert (outcome.n_ok, outcome.n_error) == (4, 0)
+    assert len(gc.read_events(store / ".cache")) == 2
+    report = verify_store(Store(store))
+    assert report.ok and not any(".cache" in note for note in report.notes)
