@@ -1,4 +1,4 @@
-"""Choosing robust hyperparameters (SCIENCE.md §9).
+"""Choosing robust hyperparameters (docs/science.md §9).
 
 The defender chooses the learner's configuration; the attacker chooses the attack. So a candidate
 is one value of the *choice axes* (by default every varying learner or defence parameter — e.g.
@@ -138,6 +138,20 @@ def candidate_table(df: pd.DataFrame, axes: list[str], objective: str) -> pd.Dat
     if not axes:
         return pd.concat([clean, obj], axis=1)
     return clean.merge(obj, on=list(axes), how="left")
+
+
+def accurate_configurations(
+    df: pd.DataFrame, clean_tolerance: float, axes: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per configuration of ``axes`` (default: the choice axes): ``clean_acc`` and
+    ``eligible``, True when it is within ``clean_tolerance`` of the best — `select_robust`'s test."""
+    if not (0 <= clean_tolerance <= 1):
+        raise SweepError(f"clean_tolerance must be in [0, 1]; got {clean_tolerance!r}")
+    axes = choice_axes(df) if axes is None else list(axes)
+    table = configuration_metric(df, axes, "clean_acc")[[*axes, "mean"]]
+    table = table.rename(columns={"mean": "clean_acc"})
+    table["eligible"] = table["clean_acc"] >= table["clean_acc"].max() - clean_tolerance - 1e-12
+    return table
 
 
 @dataclass

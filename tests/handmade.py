@@ -120,6 +120,40 @@ def curves_frame(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_store(root: Path, name: str, raw_spec: dict, trials: pd.DataFrame) -> Store:
+    """Write any hand-made sweep: ``sweep.json`` from ``raw_spec`` and ``trials`` as part files
+    (one per ``trial_id``; rows get a sweep name, ids and an ``ok`` status where they lack one)."""
+    store = Store(root)
+    spec = parse_spec({**raw_spec, "name": name, "store": str(root)})
+    trials = trials.copy()
+    trials["sweep"] = name
+    if "trial_id" not in trials:
+        trials["trial_id"] = [_hex(f"{name}/{k // 4}") for k in range(len(trials))]
+    if "result_id" not in trials:
+        trials["result_id"] = [_hex(f"{name}/r{k}") for k in range(len(trials))]
+    for col, value in (("status", "ok"), ("error", "")):
+        if col not in trials:
+            trials[col] = value
+    store.write_meta(
+        name,
+        {
+            "name": name,
+            "spec": spec.model_dump(mode="json"),
+            "spec_digest": spec.digest(),
+            "n_results": spec.n_results,
+            "n_trials": trials["trial_id"].nunique(),
+            "status": "finished",
+            "created_at": "2026-01-02T03:04:05+00:00",
+            "finished_at": "2026-01-02T03:05:00+00:00",
+            "wall_seconds": 12.0,
+            "versions": {"python_version": "3.11"},
+        },
+    )
+    for trial_id, part in trials.groupby("trial_id"):
+        store.write_part(name, "trials", trial_id, part.to_dict("records"))
+    return store
+
+
 def write_sweep(
     root: Path,
     name: str = "hand",
