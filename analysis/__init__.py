@@ -55,3 +55,8 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+
+# Functions named like their modules are bound now: importing the module later would otherwise
+# replace the lazy name with the module (``from analysis import load`` must give the function).
+from analysis.aggregate import aggregate  # noqa: E402, F401
+from analysis.load import load  # noqa: E402, F401

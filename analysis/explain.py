@@ -1,4 +1,4 @@
-"""Explain one stored result (issue 8): rebuild its models exactly, then compute what to show.
+"""Explain one stored result: rebuild its models exactly, then compute what to show.
 
 ``rebuild`` takes a row of the trials table, finds its configuration in the plan of the sweep's
 spec (``sweep.json``), reloads the dataset and re-runs the result through

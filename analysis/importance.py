@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.select import CLEAN_METRICS, grid_axes
+from analysis.select import grid_axes
 from backdoor_sweep.errors import SweepError
+from sweep.schema import METRICS
 
 DEFAULT_METRICS = ("asr", "clean_acc")
 INTERACTIONS = "interactions"
@@ -68,7 +69,7 @@ def _rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in ok.columns:
         raise SweepError(f"--metric must be a metric this sweep recorded; got {metric!r}")
     rows = ok.assign(**{metric: pd.to_numeric(ok[metric], errors="coerce")})
-    if metric not in CLEAN_METRICS and "n_poison" in rows.columns:
+    if not (metric in METRICS and METRICS[metric].clean) and "n_poison" in rows.columns:
         attacked = rows[pd.to_numeric(rows["n_poison"], errors="coerce") > 0]
         rows = attacked if not attacked.empty else rows
     return rows[rows[metric].notna()]

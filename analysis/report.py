@@ -42,6 +42,11 @@ from sweep.store import Store
 
 #: heatmap metrics, in order (colour ranges and meanings: `analysis.scales`)
 HEATMAP_METRICS = ("clean_acc", "asr", "slope", "influential_poison_frac")
+#: what every interval in the report is (docs/science.md §9)
+INTERVALS = (
+    "intervals are 95% t-intervals over seeds; those of rates and accuracies are cut to [0, 1] "
+    "where the t-interval leaves it, marked “clipped”"
+)
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -395,7 +400,7 @@ def report_html(
         title,
         nav,
         body,
-        footer=f"store {esc(st.root.resolve())} · written {stamp} · intervals are 95% t-intervals over seeds",
+        footer=f"store {esc(st.root.resolve())} · written {stamp} · {INTERVALS}",
     )
 
 

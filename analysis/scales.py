@@ -1,6 +1,6 @@
 """What a metric means to the defender, and the colour that says it, in every figure.
 
-One declaration per fact: whether larger values of a metric are better or worse for the defender
+The store schema (`sweep.schema`) declares whether larger values of a metric are better or worse for the defender
 (``direction``), whether it is a rate with the fixed range [0, 1] (``value_range``), and the colour
 scale that follows from both (``colour_scale``). In every figure the same colour means the same
 thing: yellow is good for the defender, dark blue is bad (viridis, reversed where lower is better);
@@ -11,47 +11,14 @@ uses.
 
 from __future__ import annotations
 
-#: larger is better for the defender (so "worst" is the minimum)
-HIGHER_IS_BETTER = frozenset(
-    {
-        "clean_acc",
-        "robust_acc",
-        "clean_acc_before_finetune",
-        "finetune_val_acc",
-        "filter_recall",
-        "filter_precision",
-    }
-)
+from sweep.schema import METRICS
+
+#: larger is better for the defender (so "worst" is the minimum) — read from the store schema
+HIGHER_IS_BETTER = frozenset(m.name for m in METRICS.values() if m.better == "higher")
 #: smaller is better for the defender
-LOWER_IS_BETTER = frozenset(
-    {
-        "asr",
-        "asr_excl_pred",
-        "backdoor_acc",
-        "asr_before_finetune",
-        "slope",
-        "slope_fd",
-        "influential_poison_frac",
-        "dp_epsilon",
-    }
-)
+LOWER_IS_BETTER = frozenset(m.name for m in METRICS.values() if m.better == "lower")
 #: rates and accuracies: drawn on the fixed range [0, 1] so two maps compare by colour
-RATES = frozenset(
-    {
-        "clean_acc",
-        "robust_acc",
-        "clean_acc_before_finetune",
-        "finetune_val_acc",
-        "filter_recall",
-        "filter_precision",
-        "asr",
-        "asr_excl_pred",
-        "backdoor_acc",
-        "asr_before_finetune",
-        "influential_poison_frac",
-        "effective_poison_rate",
-    }
-)
+RATES = frozenset(m.name for m in METRICS.values() if m.rate)
 #: the grey of cells outside the clean-accuracy tolerance
 EXCLUDED_GREY = "#c8c8c8"
 #: the outline of the chosen (recommended) cell or point

@@ -27,13 +27,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.aggregate import aggregate
-from analysis.load import config_columns
 from backdoor_sweep.errors import SweepError
+from sweep.schema import METRICS
 
 OBJECTIVES = ("asr", "slope", "worst_asr")
-#: metrics measured on clean data, aggregated over every setting (poisoned or not)
-CLEAN_METRICS = {"clean_acc", "clean_acc_before_finetune"}
-_STATS = ["mean", "std", "n", "ci_low", "ci_high"]
+_STATS = ["mean", "std", "n", "ci_low", "ci_high", "ci_clipped"]
 _WHAT = {
     "asr": "mean attack success rate",
     "slope": "mean backdoor learning slope",
@@ -64,7 +62,7 @@ def defender_columns() -> set[str]:
 
 
 def _varying(df: pd.DataFrame, cols: set[str]) -> list[str]:
-    return [c for c in config_columns(df) if c in cols and df[c].nunique(dropna=False) > 1]
+    return [c for c in df.columns if c in cols and df[c].nunique(dropna=False) > 1]
 
 
 def choice_axes(df: pd.DataFrame) -> list[str]:
@@ -100,7 +98,7 @@ def configuration_metric(df: pd.DataFrame, axes: list[str], name: str) -> pd.Dat
             f"metric {name!r} needs the column {metric!r} with values, which this sweep did not record"
         )
     rows = ok
-    if metric not in CLEAN_METRICS and "n_poison" in ok.columns:
+    if not (metric in METRICS and METRICS[metric].clean) and "n_poison" in ok.columns:
         attacked = ok[pd.to_numeric(ok["n_poison"], errors="coerce") > 0]
         rows = attacked if not attacked.empty else ok
     rows = rows.assign(**{metric: pd.to_numeric(rows[metric], errors="coerce")})
@@ -162,7 +160,7 @@ class Selection:
     clean_tolerance: float
     axes: list[str]
     choice: dict
-    metrics: dict  # name -> {"mean", "std", "n", "ci_low", "ci_high"}
+    metrics: dict  # name -> {"mean", "std", "n", "ci_low", "ci_high", "ci_clipped"}
     reason: str
     runner_up: dict | None = None
     table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
@@ -250,13 +248,15 @@ def _stats(row: pd.Series, prefix: str) -> dict:
     }
     out = {k: _f(row[col]) for k, col in names.items()}
     out["n"] = int(row[names["n"]])
+    out["ci_clipped"] = bool(row.get(f"{prefix}_ci_clipped", False))
     return out
 
 
 def _spread(m: dict) -> str:
     if m["std"] is None:
         return f"{m['mean']:.3f} (n={m['n']} seed{'s' if m['n'] != 1 else ''}, no spread)"
-    return f"{m['mean']:.3f} ± {m['std']:.3f} (std over {m['n']} seeds; 95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f})"
+    clipped = ", clipped to [0, 1]" if m.get("ci_clipped") else ""
+    return f"{m['mean']:.3f} ± {m['std']:.3f} (std over {m['n']} seeds; 95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f}{clipped})"
 
 
 def _reason(objective, tol, best_clean, n_eligible, n_all, choice, metrics, runner) -> str:

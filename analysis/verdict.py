@@ -94,7 +94,12 @@ class Verdict:
 
 
 def _num(m: dict) -> str:
-    ci = f" (95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f})" if m.get("ci_low") is not None else ""
+    clipped = ", clipped to [0, 1]" if m.get("ci_clipped") else ""
+    ci = (
+        f" (95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f}{clipped})"
+        if m.get("ci_low") is not None
+        else ""
+    )
     return f"{m['mean']:.3f}{ci}"
 
 
@@ -111,6 +116,7 @@ def _row_stats(table: pd.DataFrame, axes: list[str], choice: dict, prefix: str) 
         "n": int(r[f"{prefix}_n"]),
         "ci_low": _f(r[f"{prefix}_ci_low"]),
         "ci_high": _f(r[f"{prefix}_ci_high"]),
+        "ci_clipped": bool(r.get(f"{prefix}_ci_clipped", False)),
     }
     return out
 

@@ -26,8 +26,8 @@ def how_to_read(clean_tolerance: float) -> str:
         "attack setting with the highest mean ASR; <b>slope</b>: how fast the backdoor is learned "
         "as the first poisons arrive (β → 0).",
         "<b>±</b> is the standard deviation between seeds; <b>95% interval</b>: a Student-t "
-        "interval over seeds (each seed first averaged over the attack settings). With one seed "
-        "there is no interval.",
+        "interval over seeds (each seed first averaged over the attack settings), cut to [0, 1] "
+        "for rates and accuracies and then marked “clipped”. With one seed there is no interval.",
         "<b>Colours</b>: in every map yellow is better for the defender (high accuracy, low ASR "
         "and slope); rates and accuracies use the range 0–1; grey: outside the clean-accuracy "
         "tolerance; outlined or ringed: the recommended configuration.",
@@ -51,7 +51,7 @@ def interval(m: dict | None) -> str:
         return "—"
     if m.get("ci_low") is None:
         return "n/a (one seed)"
-    return f"{m['ci_low']:.3f} – {m['ci_high']:.3f}"
+    return f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" + (" (clipped)" if m.get("ci_clipped") else "")
 
 
 def verdict_html(v: Verdict) -> str:
@@ -88,7 +88,7 @@ def verdict_html(v: Verdict) -> str:
         + f"<p>{esc(v.agreement)}</p>"
         + _picks_table(v)
         + _by_attack_table(v)
-        + f'<p class="note">{esc(accurate)} Intervals are 95% t-intervals over seeds.</p>'
+        + f'<p class="note">{esc(accurate)} Intervals are 95% t-intervals over seeds, cut to [0, 1] for rates and marked “clipped” where cut.</p>'
         "</div>"
     )
 

@@ -38,10 +38,10 @@ def _store(store: Path | None):
 
 def pick_sweep(store, sweep: str | None) -> str:
     """The named sweep, or the most recently created one in the store."""
-    names = store.sweeps()
     if sweep is not None:
         store.read_meta(sweep)
         return sweep
+    names = store.sweeps()
     if not names:
         raise SweepError(
             f"--store must hold at least one sweep; {store.root} has none (run `backdoor-sweep run` first)"
@@ -75,9 +75,10 @@ def run(
         bool, typer.Option("--overwrite", help="Replace a sweep of this name.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run more than 100,000 results.")] = False,
 ) -> None:
     """Run a sweep (the embedded default when no SPEC is given) and write the store."""
-    from sweep.spec import load_spec, with_overrides
+    from sweep.spec import check_result_count, load_spec, with_overrides
 
     if resume and overwrite:
         raise SweepError("--resume and --overwrite must not be given together; got both")
@@ -85,6 +86,7 @@ def run(
     if smoke:
         s = s.smoke()
     s = with_overrides(s, name=name, store=str(store) if store is not None else None)
+    check_result_count(s, force=force)
     _run_and_summarise(s, address=address, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
@@ -130,8 +132,14 @@ def query(
     ],
     store: StoreOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop the query after this many seconds.")
+    ] = 60.0,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 512MB, 4GB.")
+    ] = "4GB",
 ) -> None:
-    """SQL over the store (DuckDB, read-only, confined to the store)."""
+    """SQL over the store (DuckDB, read-only, confined to the store, bounded in time and memory)."""
     from sweep.query import run_query
 
     if fmt not in ("table", "csv", "json"):
@@ -139,7 +147,7 @@ def query(
     st = _store(store)
     if not st.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(st.root)!r} (not found)")
-    df = run_query(st, sql)
+    df = run_query(st, sql, timeout=timeout, memory_limit=memory_limit)
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":
@@ -375,7 +383,7 @@ def curves(
 ) -> None:
     """Backdoor learning curves: loss on TS dashed, on TS+BT solid, a colour per poison rate."""
     from analysis.curves import curves_info, render_curves
-    from analysis.load import filter_rows, load
+    from analysis.load import load
     from analysis.select import choice_axes
     from analysis.static import write_figure
 
@@ -391,7 +399,7 @@ def curves(
     panel_by = (
         [p.strip() for p in panels.split(",") if p.strip()] if panels else choice_axes(trials)
     )
-    trials = filter_rows(trials, where) if where else trials
+    trials = load(st, name, where) if where else trials
     info = curves_info(trials, load(st, name, table="curves"), panel_by=panel_by, colour_by=colour)
     fig = render_curves(info, title=f"{name}: backdoor learning curves (TS dashed, TS+BT solid)")
     write_figure(fig, out)
@@ -590,6 +598,7 @@ def select(
     for k, m in sel.metrics.items():
         std = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" if m["ci_low"] is not None else "n/a"
+        ci += " (clipped to [0, 1])" if m.get("ci_clipped") else ""
         table.add_row(k, f"{m['mean']:.3f}{std}", str(m["n"]), ci)
     console = Console(width=120)
     console.print(table)
@@ -598,17 +607,16 @@ def select(
 
 @app.command("ls")
 def ls_(store: StoreOpt = None) -> None:
-    """The sweeps in a store: size on disk, results by status and dates."""
+    """The sweeps in a store: state, results by status, size on disk and dates."""
     st = _store(store)
     if not st.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(st.root)!r} (not found)")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from rich.console import Console
     from rich.table import Table
 
-    from sweep.store import read_part
+    from sweep.inventory import inventory
 
+    lines, problems = inventory(st)
     table = Table()
     for col in (
         "sweep",
@@ -623,31 +631,23 @@ def ls_(store: StoreOpt = None) -> None:
         "wall s",
     ):
         table.add_column(col)
-    for name in st.sweeps():
-        meta = st.read_meta(name)
-        counts: dict[str, int] = {}
-        for part in st.parts(name, "trials"):
-            try:
-                status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
-            except (pa.ArrowException, OSError):  # a corrupt part: read_part names it in one line
-                status = read_part(part)["status"].tolist()
-            for v in status:
-                counts[v] = counts.get(v, 0) + 1
-        size = sum(p.stat().st_size for p in st.sweep_dir(name).rglob("*") if p.is_file())
-        wall = meta.get("wall_seconds")
+    for line in lines:
         table.add_row(
-            name,
-            str(meta.get("status", "?")),
-            str(sum(counts.values())),
-            str(counts.get("ok", 0)),
-            str(counts.get("error", 0)),
-            str(meta.get("n_results", "?")),
-            _size(size),
-            str(meta.get("created_at", ""))[:19].replace("T", " "),
-            str(meta.get("finished_at") or "")[:19].replace("T", " "),
-            f"{wall:.1f}" if isinstance(wall, (int, float)) else "",
+            line.name,
+            line.state,
+            str(sum(line.counts.values())),
+            str(line.counts.get("ok", 0)),
+            str(line.counts.get("error", 0)),
+            str(line.expected),
+            _size(line.size),
+            line.created,
+            line.finished,
+            f"{line.wall_seconds:.1f}" if line.wall_seconds is not None else "",
         )
     Console(width=180).print(table)
+    if problems:  # the other sweeps are listed above; the first problem in one line, exit 2
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SweepError(problems[0] + more)
 
 
 def _size(n: float) -> str:
@@ -686,11 +686,28 @@ def report(
 
 
 @app.command()
-def verify(store: StoreOpt = None) -> None:
+def verify(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Repair what is found: delete temporaries, set bad files aside, rewrite parts "
+            "with the sweep's schema (nothing is deleted but half-written files).",
+        ),
+    ] = False,
+) -> None:
     """Check a store: foreign or corrupt files, schemas, duplicates, orphans, the plan; exit 2 if wrong."""
     from sweep.verify import format_report, verify_store
 
-    report = verify_store(_store(store))
+    st = _store(store)
+    report = verify_store(st)
+    if repair and report.fixes:
+        from sweep.repair import repair_store
+
+        for line in repair_store(st, report):
+            typer.echo(line)
+        report = verify_store(st)
     for line in format_report(report):
         typer.echo(line)
     if not report.ok:
