@@ -396,3 +396,13 @@ def test_sweeps_over_tau_and_rate_train_the_generator_once(tmp_path, ray_runtime
     assert len(gc.read_events(store / ".cache")) == 2
     report = verify_store(Store(store))
     assert report.ok and not any(".cache" in note for note in report.notes)
+
+    # `explain` rebuilds a result with the sweep's cached generator: the same poisons, the same model
+    from analysis.explain import rebuild
+
+    gc._MEMO.clear()
+    row = df.sort_values("result_id").iloc[0].to_dict()
+    rebuilt = rebuild(Store(store), "gan-a", row)
+    for metric, (stored, now) in rebuilt.reproduced.items():
+        assert now == pytest.approx(stored, abs=1e-12), metric
+    assert len(gc.read_events(store / ".cache")) == 2
