@@ -55,9 +55,9 @@ def _same(a, b) -> bool:
 def find_result(spec, row: dict) -> dict:
     """The plan's configuration of ``row``: by result id, else the result whose grid axes, seed and
     every other value the row records are equal (a store written by other means)."""
-    from sweep.plan import plan_trials
+    from sweep.searching import plan_of_row
 
-    results = [u for p in plan_trials(spec) for u in p.results]
+    results = [u for p in plan_of_row(spec, row) for u in p.results]
     for u in results:
         if u["result_id"] == row.get("result_id"):
             return u

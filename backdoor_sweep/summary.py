@@ -11,10 +11,18 @@ def print_summary(spec, outcome, stream=None) -> None:
     from analysis.load import load
 
     out = stream or sys.stdout
-    axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
-    print(
-        f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out
+    axes = (
+        " x ".join(
+            f"{len(v)} {k}" if isinstance(v, list) else f"{k} {v.describe()}"
+            for k, v in spec.grid.items()
+        )
+        or "1 configuration"
     )
+    size = f"{spec.n_results} results"
+    if not spec.search.is_default:
+        what = spec.search.sampler or "grid"
+        size = f"at most {size} ({what}, strategy {spec.search.strategy})"
+    print(f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {size}", file=out)
     print(
         f"  ran {outcome.n_ok + outcome.n_error} ({outcome.n_ok} ok, {outcome.n_error} error), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
@@ -26,9 +34,15 @@ def print_summary(spec, outcome, stream=None) -> None:
     except SweepError as err:
         print(f"  no robust choice: {err}", file=out)
         return
+    if not spec.search.is_default:
+        from analysis.search_views import search_summary_lines
+
+        for line in search_summary_lines(outcome.store.read_meta(spec.name)):
+            print(line, file=out)
     if not print_choice(df, "asr", out):
         return
-    if "slope" in df.columns and df["slope"].notna().any():
+    screened = spec.search.strategy == "slope_screen"  # its screen lines said what the slope did
+    if "slope" in df.columns and df["slope"].notna().any() and not screened:
         print_slope_summary(df, list(spec.grid), out)
 
 

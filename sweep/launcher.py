@@ -127,6 +127,11 @@ class StoreWriter:
         #: the store write that failed (a full disk…): nothing more is written, the sweep stops
         self.failure: SweepError | None = None
 
+    def add_plan(self, plan: TrialPlan) -> None:
+        """Take a trial planned while the sweep runs (a configuration an adaptive searcher drew)."""
+        self.buffers[plan.trial_id] = _Buffer(plan)
+        self.results[plan.trial_id] = {u["result_id"]: u for u in plan.results}
+
     def result(self, trial_id: str, report: dict) -> None:
         """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
         buf = self.buffers[trial_id]
@@ -358,6 +363,17 @@ def run_sweep(
     what each Tune trial runs (default `trainables.trial.tune_trial`); tests wrap it to inject
     faults. It must be importable by the workers or pickled by value.
     """
+    if spec.search.staged:  # Optuna, or a slope screen's two stages
+        from sweep.searching import run_search
+
+        return run_search(
+            spec,
+            address=address,
+            resume=resume,
+            overwrite=overwrite,
+            show_progress=show_progress,
+            num_cpus=num_cpus,
+        )
     store = Store(spec.store)
     t_start = time.perf_counter()
     with store.lock(spec.name):
@@ -411,24 +427,43 @@ def _check_same_spec(spec: Spec, store: Store) -> None:
         )
 
 
-def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
+def open_meta(spec: Spec, store: Store, n_trials: int) -> tuple[dict, set[str]]:
+    """Mark the sweep running in its sweep.json (written first for a new sweep); the done trials."""
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
         meta = store.update_meta(spec.name, status="running", resumed_at=now_utc().isoformat())
-    else:
-        done = set()
-        meta = {
-            "name": spec.name,
-            "spec": spec.model_dump(mode="json"),
-            "spec_digest": spec.digest(),
-            "n_results": spec.n_results,
-            "n_trials": len(plans),
-            "status": "running",
-            "created_at": now_utc().isoformat(),
-            "versions": library_versions(),
-        }
-        store.write_meta(spec.name, meta)
+        return meta, done
+    meta = {
+        "name": spec.name,
+        "spec": spec.model_dump(mode="json"),
+        "spec_digest": spec.digest(),
+        "n_results": spec.n_results,
+        "n_trials": n_trials,
+        "status": "running",
+        "created_at": now_utc().isoformat(),
+        "versions": library_versions(),
+    }
+    store.write_meta(spec.name, meta)
+    return meta, set()
+
+
+def close_meta(
+    spec: Spec, store: Store, meta: dict, *, complete: bool, wall: float, resume: bool, **extra: Any
+) -> None:
+    """Record the end of a run: finished or incomplete, the wall time over every run, versions."""
+    store.update_meta(
+        spec.name,
+        status="finished" if complete else "incomplete",
+        finished_at=now_utc().isoformat(),
+        wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
+        versions=library_versions(),
+        **extra,
+    )
+
+
+def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
+    meta, done = open_meta(spec, store, len(plans))
     todo = [p for p in plans if p.trial_id not in done]
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
@@ -442,15 +477,7 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
         wall = time.perf_counter() - t_start
         complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
         try:
-            store.update_meta(
-                spec.name,
-                status="finished" if complete else "incomplete",
-                finished_at=now_utc().isoformat(),
-                wall_seconds=round(
-                    wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3
-                ),
-                versions=library_versions(),
-            )
+            close_meta(spec, store, meta, complete=complete, wall=wall, resume=resume)
         except SweepError:
             if writer.failure is None:  # the store failed before: that error is the one to show
                 raise
@@ -483,7 +510,8 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(
                 reuse_actors=True,
-                max_concurrent_trials=spec.execution.max_concurrent_trials,
+                max_concurrent_trials=spec.execution.max_concurrent_trials
+                or spec.search.max_concurrent,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
             ),

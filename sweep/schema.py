@@ -295,10 +295,10 @@ def table_schemas(results: list[dict[str, Any]]):
 
 
 def spec_schemas(spec):
-    """`table_schemas` of a validated spec's plan."""
-    from sweep.plan import plan_trials
+    """`table_schemas` of a validated spec's plan (a search's: every trial it may run)."""
+    from sweep.searching import possible_plans
 
-    return table_schemas([r for p in plan_trials(spec) for r in p.results])
+    return table_schemas([r for p in possible_plans(spec) for r in p.results])
 
 
 def schema_difference(got, want) -> list[str]:
