@@ -189,7 +189,7 @@ def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> Explain
         raise SweepError(f"--k must be at least 1; got {k}")
     i = default_sample(data, result.target) if sample is None else int(sample)
     if not 0 <= i < n_test:
-        raise SweepError(f"--sample must be a test sample index in [0, {n_test}); got {sample}")
+        raise SweepError(f"--test-index must be a test sample index in [0, {n_test}); got {sample}")
     inputs = {"clean": data.X_test[i], "triggered": result.X_bt[i]}
     mask = result.trigger.mask()
     notes: list[str] = []

@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,16 +180,29 @@ def _apply(setting: Setting, data: Dataset, X: np.ndarray, y: np.ndarray, seed: 
     return out
 
 
-def gallery_info(data: Dataset, spec=None, n_samples: int = 4, seed: int = 0) -> GalleryInfo:
-    """The clean samples and every setting applied to them, as arrays (nothing drawn yet)."""
+def gallery_info(
+    data: Dataset,
+    spec=None,
+    n_samples: int = 4,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> GalleryInfo:
+    """The clean samples and every setting applied to them, as arrays (nothing drawn yet).
+
+    ``progress(done, total, label)`` is called before each setting: a clean-label hardening fits
+    a model, so the whole gallery can take minutes.
+    """
     if n_samples < 1:
-        raise SweepError(f"--samples must be at least 1; got {n_samples}")
+        raise SweepError(f"--images must be at least 1; got {n_samples}")
     rows = _samples(data, n_samples, seed)
     X, y = data.X_test[rows], data.y_test[rows]
     images, labels, skipped = [X], ["clean"], []
     # with a spec, generators come from (and go to) its store's cache, shared with its sweeps
     cache = Path(spec.store) / CACHE_DIR if spec is not None else None
-    for s in settings(spec):
+    todo = settings(spec)
+    for i, s in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), s.label)
         try:
             with cache_root(cache):
                 images.append(_apply(s, data, X, y, seed))

@@ -1,16 +1,19 @@
-"""The short summary printed at the end of `backdoor-sweep run`."""
+"""What `backdoor-sweep run` prints: the plan when it starts, the summary when it ends."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from backdoor_sweep.errors import SweepError
 
+if TYPE_CHECKING:
+    from sweep.launcher import SweepOutcome, SweepStart
+    from sweep.spec import Spec
 
-def print_summary(spec, outcome, stream=None) -> None:
-    from analysis.load import load
 
-    out = stream or sys.stdout
+def describe_grid(spec: Spec) -> str:
+    """``2 C x 2 gamma x 2 seeds = 8 results``."""
     axes = (
         " x ".join(
             f"{len(v)} {k}" if isinstance(v, list) else f"{k} {v.describe()}"
@@ -18,17 +21,46 @@ def print_summary(spec, outcome, stream=None) -> None:
         )
         or "1 configuration"
     )
+    seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
     size = f"{spec.n_results} results"
     if not spec.search.is_default:
         what = spec.search.sampler or "grid"
         size = f"at most {size} ({what}, strategy {spec.search.strategy})"
-    print(f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {size}", file=out)
+    return f"{axes} x {seeds} = {size}"
+
+
+def print_plan(spec: Spec, plan: SweepStart, stream: TextIO | None = None) -> None:
+    """What the run is about to do, before any slow step: a person sees at once how big it is and
+    where it writes (and, resumed, how much is already done)."""
+    out = stream or sys.stdout
+    print(f"sweep {spec.name}: {describe_grid(spec)} in {plan.n_trials} trials", file=out)
+    if plan.n_stored:
+        print(
+            f"  {plan.n_stored} results already in the store; {plan.n_todo} trials to run",
+            file=out,
+        )
+    if plan.replaces:
+        print("  replaces the stored sweep of this name once the new run is ready", file=out)
+    print(f"  store: {plan.store.sweep_dir(spec.name).resolve()}", file=out, flush=True)
+
+
+def print_summary(
+    spec: Spec, outcome: SweepOutcome, stream: TextIO | None = None, choice: bool = True
+) -> None:
+    """Counts and wall time; with ``choice``, the robust choices the results support."""
+    out = stream or sys.stdout
+    state = "finished" if outcome.complete else "stopped"
     print(
-        f"  ran {outcome.n_ok + outcome.n_error} ({outcome.n_ok} ok, {outcome.n_error} error), "
+        f"sweep {spec.name} {state}: ran {outcome.n_ok + outcome.n_error} "
+        f"({outcome.n_ok} ok, {outcome.n_error} error), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
         file=out,
     )
-    print(f"  store: {outcome.store.sweep_dir(spec.name)}", file=out)
+    print(f"  store: {outcome.store.sweep_dir(spec.name).resolve()}", file=out)
+    if not choice:
+        return
+    from analysis.load import load
+
     try:
         df = load(outcome.store, spec.name)
     except SweepError as err:
