@@ -99,6 +99,7 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     from threadpoolctl import threadpool_limits
 
     from sweep.spec import parse_spec
+    from trainables.attacks.generator_cache import cache_root
     from trainables.data.datasets import load_dataset
     from trainables.learners import make_learner
     from trainables.measures.dynamics import watch_dynamics
@@ -109,7 +110,8 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     config = find_result(spec, row)
     data = load_dataset(spec.dataset)
     cpus = max(1, int(spec.execution.cpus_per_trial))  # the sweep's threads: identical networks
-    with threadpool_limits(limits=cpus):
+    # the sweep's cached generators (gan_interpolation), so the rebuilt poisons are the stored ones
+    with threadpool_limits(limits=cpus), cache_root(store.cache_dir):
         _torch_threads(config, cpus)
         result = prepare_result(config, data)
         recorder = watch_dynamics(config, result.learner, result.poisoned, data)

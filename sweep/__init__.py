@@ -8,6 +8,7 @@ from backdoor_sweep.exports import lazy_exports
 _WHERE = {
     "ATTACK_KINDS": "spec",
     "AttackSection": "spec",
+    "CACHE_DIR": "store",
     "COMPONENT_KINDS": "validation",
     "CurvesSection": "spec",
     "DEFAULT_SPEC": "spec",

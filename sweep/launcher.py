@@ -32,7 +32,7 @@ from sweep.cluster import check_resources, init_ray, probe_address
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec, first_difference, parse_spec
-from sweep.store import LOCK_DIR, Store
+from sweep.store import CACHE_DIR, LOCK_DIR, Store
 from sweep.writer import StoreWriter, library_versions, make_callback, make_stopper, now_utc
 from trainables.data.datasets import load_dataset
 
@@ -330,7 +330,11 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
         ),
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
-    configs = [{"trial_id": p.trial_id, "cpus": max(1, int(cpus))} for p in todo]
+    # what trials compute once for every sweep (trained generators) goes beside the store
+    cache = str(Path(spec.store).resolve() / CACHE_DIR)
+    configs = [
+        {"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "cache_dir": cache} for p in todo
+    ]
     scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
     try:
         tuner = tune.Tuner(

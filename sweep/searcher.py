@@ -47,6 +47,7 @@ from sweep.plan import TrialPlan, plan_configurations
 from sweep.progress import Progress
 from sweep.sampling import configuration_key, tune_space
 from sweep.searching import stored_rows
+from sweep.store import CACHE_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -349,8 +350,15 @@ def _search_trial(config: dict, data, template: SearchTemplate) -> None:
 
     plan = template.plan(config)
     tracker = ObjectiveTracker(template.objectives, plan.results, template.settings)
+    # trained generators are kept beside the store, as in a grid sweep (`sweep.launcher`)
+    cache = str(Path(template.spec.store).resolve() / CACHE_DIR)
     tune_trial(
-        {"trial_id": plan.trial_id, "cpus": template.cpus, "results": plan.results},
+        {
+            "trial_id": plan.trial_id,
+            "cpus": template.cpus,
+            "results": plan.results,
+            "cache_dir": cache,
+        },
         data,
         summarise=tracker,
     )

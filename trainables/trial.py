@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainables.attacks.generator_cache import cache_root
 from trainables.attacks.poisoning import Poisoned, make_poisoning
 from trainables.attacks.triggers import Trigger, make_trigger
 from trainables.data.datasets import Dataset
@@ -141,7 +142,8 @@ def tune_trial(
     results = config["results"]
     batch: list[dict] = []
     last = time.monotonic()
-    with threadpool_limits(limits=cpus):
+    # generators and the like are computed once per store (``cache_dir``), not once per result
+    with threadpool_limits(limits=cpus), cache_root(config.get("cache_dir")):
         for i, result in enumerate(results):
             t0 = time.time()
             res = run_result(result, data)
