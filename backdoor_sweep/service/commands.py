@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from backdoor_sweep.cli.options import AddressOpt
 from backdoor_sweep.errors import SweepError
 
 #: ``serve`` without ``--port`` takes the first free port from here on
@@ -86,13 +87,7 @@ def token_revoke(
 
 def serve(
     store: StoreOpt = Path("results"),
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address",
-            help="Ray cluster for the sweeps: auto or HOST:PORT. Default: an in-process Ray per sweep.",
-        ),
-    ] = None,
+    address: AddressOpt = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback unless told otherwise).")
     ] = "127.0.0.1",
