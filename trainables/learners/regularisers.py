@@ -109,9 +109,8 @@ def manifold_mixup_term(
     own, partner = logp.gather(1, y[:, None])[:, 0], logp.gather(1, y[perm][:, None])[:, 0]
     nll = -(gamma * own + (1.0 - gamma) * partner)
     v = w * w[perm]
-    if float(v.sum()) <= 0:
-        return nll.sum() * 0.0
-    return w.sum() * (v * nll).sum() / v.sum()
+    total = v.sum()  # 0 when every pair has a weightless partner; no read-back to the host
+    return torch.where(total > 0, w.sum() * (v * nll).sum() / total.clamp_min(1e-30), 0.0 * total)
 
 
 def batch_objective(
