@@ -15,8 +15,13 @@ def print_summary(spec, outcome, stream=None) -> None:
     print(
         f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out
     )
+    stopped = getattr(outcome, "n_stopped", 0)
+    ran = outcome.n_ok + outcome.n_error + stopped
+    counts = f"{outcome.n_ok} ok, {outcome.n_error} error" + (
+        f", {stopped} stopped early by the scheduler" if stopped else ""
+    )
     print(
-        f"  ran {outcome.n_ok + outcome.n_error} ({outcome.n_ok} ok, {outcome.n_error} error), "
+        f"  ran {ran} ({counts}), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
         file=out,
     )

@@ -1,4 +1,5 @@
-"""Running sweeps: specs, planning, launching on Ray Tune, the Parquet store, SQL and verification."""
+"""Running sweeps: specs, execution settings, planning, launching on Ray Tune, the Parquet store,
+SQL and verification."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ _WHERE = {
     "DENIED_FUNCTIONS": "query",
     "DefenceSection": "spec",
     "ExecutionSection": "spec",
+    "SchedulerSection": "execution",
     "ExplainSection": "spec",
     "KEY_COLUMNS": "store",
     "LOCK_DIR": "store",
@@ -31,6 +33,8 @@ _WHERE = {
     "TOKEN_HINT": "launcher",
     "TrialPlan": "plan",
     "atomic_write_bytes": "store",
+    "check_devices": "execution",
+    "check_execution": "execution",
     "check_part": "store",
     "check_query": "query",
     "connect": "query",
@@ -38,11 +42,13 @@ _WHERE = {
     "init_ray": "launcher",
     "library_versions": "launcher",
     "load_spec": "spec",
+    "make_scheduler": "execution",
     "normalise": "plan",
     "now_utc": "launcher",
     "parse_spec": "spec",
     "plan_trials": "plan",
     "read_part": "store",
+    "result_keys": "execution",
     "run_query": "query",
     "run_sweep": "launcher",
     "stable_hash": "spec",

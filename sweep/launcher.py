@@ -9,6 +9,10 @@ it failed for good (after ``execution.max_failures`` retries: a raising trial, o
 Nothing is lost or written twice: a part file appears only for a finished trial, so a driver killed
 mid-sweep leaves whole trials or nothing, ``resume`` runs exactly the trials without a part, and a
 retried trial's results are keyed by result id. The run holds the sweep's lock (`Store.lock`).
+
+With an ``execution.scheduler`` (sweep/execution.py) network trials also report after every epoch;
+a trial the scheduler stops is stored with ``status = "stopped"``, the epoch it reached and that
+epoch's metrics (its part file is written, so ``resume`` does not run it again).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from backdoor_sweep.errors import SweepError
+from sweep.execution import check_devices, make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec
@@ -86,6 +91,8 @@ class SweepOutcome:
     store: Store
     #: every trial of the plan has its part file (False after an interrupted run)
     complete: bool = True
+    #: results of trials an execution.scheduler stopped early (status "stopped")
+    n_stopped: int = 0
 
 
 @dataclass
@@ -94,6 +101,8 @@ class _Buffer:
     rows: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)
     dynamics: dict[str, list[dict]] = field(default_factory=dict)
+    #: the latest per-epoch report (epoch, train_loss, val_clean_acc, val_asr) under a scheduler
+    epoch: dict = field(default_factory=dict)
 
 
 def _row(sweep: str, trial_id: str, result: dict, versions: dict, **values: Any) -> dict:
@@ -120,12 +129,18 @@ class StoreWriter:
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
+        self.n_stopped = 0
 
     def result(self, trial_id: str, report: dict) -> None:
-        """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
+        """Buffer one report of a trial: a batch of finished results (a retry may repeat some),
+        or one epoch of a network trial under a scheduler (kept until the trial ends)."""
+        from trainables.epochs import EPOCH_METRICS
+
         buf = self.buffers[trial_id]
+        if "epoch" in report:
+            buf.epoch = {k: report.get(k) for k in ("epoch", *EPOCH_METRICS)}
         fresh = 0
-        for res in report["results"]:
+        for res in report.get("results", ()):
             key = res["result_id"]
             fresh += key not in buf.rows
             buf.rows[key] = _row(
@@ -159,12 +174,30 @@ class StoreWriter:
         )
 
     def complete(self, trial_id: str, error: str | None = None) -> None:
+        """Write the trial's part: its results, and for the results it did not finish an
+        ``error`` row — or, when a scheduler stopped it after some epoch, a ``stopped`` row."""
         buf = self.buffers[trial_id]
         rows = []
         stamp = now_utc()
         for result in buf.plan.results:
             if result["result_id"] in buf.rows:
                 rows.append(buf.rows[result["result_id"]])
+            elif error is None and buf.epoch:
+                rows.append(
+                    _row(
+                        self.spec.name,
+                        trial_id,
+                        result,
+                        self.versions,
+                        **buf.epoch,
+                        status="stopped",
+                        error="",
+                        node_id="",
+                        started_at=stamp,
+                        finished_at=stamp,
+                    )
+                )
+                self.progress.advance(1)
             else:
                 rows.append(
                     _row(
@@ -188,8 +221,10 @@ class StoreWriter:
                 self.store.write_part(self.spec.name, table, trial_id, extra)
         self.store.write_part(self.spec.name, "trials", trial_id, rows)
         ok = sum(r["status"] == "ok" for r in rows)
+        stopped = sum(r["status"] == "stopped" for r in rows)
         self.n_ok += ok
-        self.n_error += len(rows) - ok
+        self.n_stopped += stopped
+        self.n_error += len(rows) - ok - stopped
         buf.rows.clear()
         buf.curves.clear()
         buf.dynamics.clear()
@@ -329,8 +364,11 @@ def run_sweep(
         plans = plan_trials(spec)
         done = store.done_trials(spec.name) if store.exists(spec.name) else set()
         # a refused cluster fails before the store is touched; a finished sweep needs no Ray
-        started = init_ray(address, num_cpus) if {p.trial_id for p in plans} - done else False
+        to_run = {p.trial_id for p in plans} - done
+        started = init_ray(address, num_cpus) if to_run else False
         try:
+            if to_run:
+                check_devices(spec)  # GPUs and bf16 where the trials will run, before any write
             return _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn)
         finally:
             if started:
@@ -396,7 +434,15 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
             versions=library_versions(),
         )
     return SweepOutcome(
-        spec.name, spec.n_results, writer.n_ok, writer.n_error, n_skipped, wall, store, complete
+        spec.name,
+        spec.n_results,
+        writer.n_ok,
+        writer.n_error,
+        n_skipped,
+        wall,
+        store,
+        complete,
+        writer.n_stopped,
     )
 
 
@@ -419,6 +465,7 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
             trainable,
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(
+                scheduler=make_scheduler(spec),  # None: Tune's FIFO without per-epoch reports
                 reuse_actors=True,
                 max_concurrent_trials=spec.execution.max_concurrent_trials,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],

@@ -2,8 +2,10 @@
 
 A *result* is one grid point and one seed (one row of the store). A *trial* is the list of results
 that share the values of the outer axes (by default the learner's hyperparameters): the inner axes
-(by default the attack's) and the seeds are looped inside the trial. Ids are hashes of the
-configurations, so the same spec always yields the same ids — which is what makes resuming exact.
+(by default the attack's) and the seeds are looped inside the trial. With an
+``execution.scheduler`` every trial is one result (a scheduler stops trials, not results).
+Ids are hashes of the configurations, so the same spec always yields the same ids — which is what
+makes resuming exact.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sweep.execution import result_keys
 from sweep.spec import COMPONENT_KINDS, Spec, stable_hash
 
 
@@ -33,7 +36,8 @@ def normalise(cell: dict[str, Any]) -> dict[str, Any]:
 
 def plan_trials(spec: Spec) -> list[TrialPlan]:
     """All trials of the sweep, in grid order, each with its results (results)."""
-    inner = set(spec.inner_axes())
+    per_result = spec.execution.scheduler is not None
+    inner = set() if per_result else set(spec.inner_axes())
     outer_axes = [a for a in spec.grid if a not in inner]
     extra = {"curves": spec.curves.model_dump()} if spec.curves.enabled else {}
     extra.update(spec.explain.result_keys())  # flat keys, columns of the trials table
@@ -41,10 +45,11 @@ def plan_trials(spec: Spec) -> list[TrialPlan]:
     for cell in spec.cells():
         cfg = normalise(cell)
         outer = {a: cfg[a] for a in outer_axes}
-        trial_id = stable_hash({"sweep": spec.name, "outer": outer})
-        plan = groups.setdefault(trial_id, TrialPlan(trial_id, outer, []))
         for seed in spec.seeds:
-            result = {**cfg, "seed": seed, **extra}
+            key = {**outer, "seed": seed} if per_result else outer
+            trial_id = stable_hash({"sweep": spec.name, "outer": key})
+            plan = groups.setdefault(trial_id, TrialPlan(trial_id, key, []))
+            result = {**cfg, "seed": seed, **extra, **result_keys(spec, cfg)}
             result["result_id"] = stable_hash({"sweep": spec.name, "config": result})
             plan.results.append(result)
     return list(groups.values())

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from backdoor_sweep.errors import SweepError
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
+from sweep.execution import SchedulerSection, check_execution
 from trainables.attacks.poisoning import POISONINGS
 from trainables.attacks.triggers import TRIGGERS
 from trainables.components import Registry, describe_error, parse_params
@@ -112,6 +113,10 @@ class ExecutionSection(BaseModel):
     inner_axes: list[str] | Literal["auto"] = "auto"
     max_failures: Annotated[int, Field(ge=0, le=100)] = 1
     max_concurrent_trials: Annotated[int, Field(ge=1)] | None = None
+    #: networks: deterministic algorithms (false: cuDNN autotuning); see sweep/execution.py
+    deterministic: bool = True
+    precision: Literal["fp32", "bf16"] = "fp32"
+    scheduler: SchedulerSection | None = None
 
 
 class Spec(BaseModel):
@@ -317,6 +322,7 @@ def validate(spec: Spec) -> None:
                     f"{where} must differ from the target class {cell['target']!r}; got {src!r}"
                 )
     _check_explain(spec, info, origins)
+    check_execution(spec)
     used.add("target")
     for key in list(base) + list(spec.grid):
         if key not in used:

@@ -1,4 +1,5 @@
-"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening."""
+"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening and its
+cached surrogates."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ _WHERE = {
     "DirtyLabelAdded": "poisoning",
     "DirtyLabelParams": "poisoning",
     "FULL_PATTERNS": "patterns",
+    "fit_surrogate": "surrogate_cache",
+    "surrogate_seed": "surrogate_cache",
     "LogisticSurrogate": "clean_label",
     "POISONINGS": "poisoning",
     "Poisoned": "poisoning",
