@@ -100,7 +100,7 @@ def manifold_mixup_term(
     y: torch.Tensor,
     w: torch.Tensor,
     head,
-    gamma: float,
+    gamma: float | torch.Tensor,
     perm: torch.Tensor,
 ) -> torch.Tensor:
     """(Σw) · Σᵢ vᵢ·CE(head(γhᵢ + (1−γ)h_πᵢ), γe_yᵢ + (1−γ)e_yπᵢ) / Σᵢ vᵢ, vᵢ = wᵢ·w_πᵢ."""
@@ -128,9 +128,10 @@ def batch_objective(
     total = (w * per_sample).sum()
     if reg.logit_squeeze:
         total = total + reg.logit_squeeze * logit_squeeze_term(logits, w)
-    if reg.manifold_mixup:
-        gamma = float(torch.rand(1, generator=generator))
-        perm = torch.randperm(len(y), generator=generator).to(y.device)
+    if reg.manifold_mixup:  # drawn on the generator's device: nothing read back to the host
+        where = generator.device if generator is not None else y.device
+        gamma = torch.rand((), generator=generator, device=where).to(h.device)
+        perm = torch.randperm(len(y), generator=generator, device=where).to(y.device)
         total = total + reg.manifold_mixup * manifold_mixup_term(h, y, w, model.head, gamma, perm)
     if reg.contrastive:
         total = total + reg.contrastive * contrastive_term(h, y, w, reg.contrastive_margin)

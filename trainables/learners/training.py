@@ -109,12 +109,15 @@ def determinism(deterministic: bool) -> Iterator[None]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     cudnn.deterministic, cudnn.benchmark = deterministic, not deterministic
-    torch.use_deterministic_algorithms(deterministic)
+    switch = saved[2] != deterministic or saved[3]  # the first switch costs an import (~1 s)
+    if switch:
+        torch.use_deterministic_algorithms(deterministic)
     try:
         yield
     finally:
         cudnn.deterministic, cudnn.benchmark = saved[0], saved[1]
-        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        if switch:
+            torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 def autocast(device: torch.device, precision: str):
@@ -154,14 +157,14 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 def generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
     """Independent seeded generators for batch order, augmentation, regularisers and DP noise.
 
-    Batch order and regularisers draw on the CPU (the same batches on every device);
-    augmentation and DP noise draw on the training device, so no draw crosses to it per batch.
+    Batch order draws on the CPU (the same batches on every device); augmentation, the
+    regularisers' draws and DP noise draw on the training device, so none crosses to it per batch.
     """
     names = ("order", "augment", "regularisers", "noise")
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(names), dtype=np.uint64)
     out = {}
     for name, s in zip(names, seeds, strict=True):
-        dev = device if name in ("noise", "augment") else torch.device("cpu")
+        dev = torch.device("cpu") if name == "order" else device
         out[name] = torch.Generator(device=dev).manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF)
     return out
 
@@ -207,13 +210,19 @@ class Trainer:
             # sum by the expected batch size; the plain baseline does the latter directly
             dp = self.cfg.max_grad_norm is not None
             for idx in sampler:
-                idx_t = torch.tensor(idx, dtype=torch.long).to(self.device, non_blocking=True)
+                idx_t = self._to_device(torch.tensor(idx, dtype=torch.long))
                 yield idx_t, float(max(len(idx), 1)) if dp else float(expected)
             return
-        order = torch.randperm(n, generator=self.gens["order"]).to(self.device)
+        order = self._to_device(torch.randperm(n, generator=self.gens["order"]))
         for start in range(0, n, self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
             yield idx, float(len(idx))
+
+    def _to_device(self, idx: torch.Tensor) -> torch.Tensor:
+        """Indices drawn on the CPU to the device without waiting: pinned, asynchronous copy."""
+        if self.device.type != "cuda":
+            return idx
+        return idx.pin_memory().to(self.device, non_blocking=True)
 
     # -- training --------------------------------------------------------------------------
     def build_optimizer(self, n: int) -> torch.optim.Optimizer:
