@@ -34,6 +34,7 @@ _WHERE = {
     "TrialPlan": "plan",
     "atomic_write_bytes": "store",
     "check_devices": "execution",
+    "check_local_gpus": "execution",
     "check_execution": "execution",
     "check_part": "store",
     "check_query": "query",

@@ -153,6 +153,23 @@ def make_scheduler(spec: Spec):
     )
 
 
+def _too_few_gpus(spec: Spec, gpus: float, where: str) -> None:
+    if gpus < spec.execution.gpus_per_trial:
+        raise SweepError(
+            f"execution.gpus_per_trial must be at most the GPUs there are ({gpus:g} {where}); "
+            f"got {spec.execution.gpus_per_trial:g}"
+        )
+
+
+def check_local_gpus(spec: Spec) -> None:
+    """Without a cluster, before the store is touched: this machine has the GPUs asked for."""
+    if spec.execution.gpus_per_trial <= 0:
+        return
+    import torch
+
+    _too_few_gpus(spec, float(torch.cuda.device_count()), "CUDA devices on this machine")
+
+
 def check_devices(spec: Spec) -> None:
     """With Ray up: the GPUs asked for exist, and bf16 runs on them. Raises `SweepError`."""
     ex = spec.execution
@@ -160,12 +177,7 @@ def check_devices(spec: Spec) -> None:
         return
     import ray
 
-    gpus = float(ray.cluster_resources().get("GPU", 0))
-    if gpus < ex.gpus_per_trial:
-        raise SweepError(
-            f"execution.gpus_per_trial must be at most the GPUs Ray sees ({gpus:g}; 0 means no "
-            f"CUDA device on any node); got {ex.gpus_per_trial:g}"
-        )
+    _too_few_gpus(spec, float(ray.cluster_resources().get("GPU", 0)), "GPUs in the Ray cluster")
     if ex.precision == "bf16":
         probe = ray.remote(num_gpus=min(ex.gpus_per_trial, 1), num_cpus=0)(_bf16_supported)
         try:

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from backdoor_sweep.errors import SweepError
-from sweep.execution import check_devices, make_scheduler
+from sweep.execution import check_devices, check_local_gpus, make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec
@@ -165,6 +165,7 @@ class StoreWriter:
 
     def retry(self, trial_id: str, failures: int, error: str) -> None:
         """Say that a trial failed and Tune runs it again (up to ``execution.max_failures``)."""
+        self.buffers[trial_id].epoch = {}  # the retry reports its own epochs
         first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         print(
             f"trial {trial_id} failed ({failures} of at most {self.spec.execution.max_failures} "
@@ -358,6 +359,8 @@ def run_sweep(
     """
     store = Store(spec.store)
     t_start = time.perf_counter()
+    if address is None:
+        check_local_gpus(spec)  # before the store is touched; a cluster is checked once joined
     with store.lock(spec.name):
         _check_existing(spec, store, resume=resume, overwrite=overwrite)
         data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts

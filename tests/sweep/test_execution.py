@@ -143,10 +143,20 @@ def test_a_gpu_where_none_exists_is_refused_before_anything_is_written(
     lines = [line for line in err.splitlines() if line.strip() and "WARNING" not in line]
     assert code == 2, err
     assert lines == [
-        "error: execution.gpus_per_trial must be at most the GPUs Ray sees (0; 0 means no CUDA "
-        "device on any node); got 0.25"
+        "error: execution.gpus_per_trial must be at most the GPUs there are (0 CUDA devices on "
+        "this machine); got 0.25"
     ]
-    assert not (tmp_path / "store" / "cnn_exec").exists()
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_a_gpu_the_ray_cluster_lacks_is_refused(tmp_path, ray_runtime):
+    from sweep.execution import check_devices
+
+    with pytest.raises(
+        SweepError, match=r"at most the GPUs there are \(0 GPUs in the Ray cluster\); got 1"
+    ):
+        check_devices(parse_spec(cnn_spec(tmp_path, gpus_per_trial=1)))
 
 
 # -- ASHA on a real Ray runtime -----------------------------------------------------------------
