@@ -16,8 +16,6 @@ import pandas as pd
 
 from backdoor_sweep.errors import SweepError
 
-CURVE_METRICS = ("loss_clean", "loss_backdoor", "acc_clean", "acc_backdoor", "rho", "nu")
-
 
 @dataclass
 class CurveLine:

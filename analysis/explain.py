@@ -1,4 +1,4 @@
-"""Explain one stored result (issue 8): rebuild its models exactly, then compute what to show.
+"""Explain one stored result: rebuild its models exactly, then compute what to show.
 
 ``rebuild`` takes a row of the trials table, finds its configuration in the plan of the sweep's
 spec (``sweep.json``), reloads the dataset and re-runs the result through
@@ -303,6 +303,38 @@ def _facts(rb: Rebuilt, i, true_label, names, frac, k, cfg) -> list[tuple[str, s
     return out
 
 
+def attack_strength(df: pd.DataFrame) -> pd.DataFrame:
+    """Each attack setting swept (values of the attack axes) with its mean ASR over the whole
+    sweep's poisoned results, strongest first; empty without attack axes or ASR."""
+    from analysis.select import attack_axes
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if "n_poison" in ok:
+        ok = ok[pd.to_numeric(ok["n_poison"], errors="coerce") > 0]
+    axes = attack_axes(df)
+    if not axes or "asr" not in ok or ok.empty:
+        return pd.DataFrame(columns=[*axes, "strength"])
+    out = ok.groupby(axes, dropna=False)["asr"].mean().rename("strength").reset_index()
+    return out.sort_values("strength", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def strongest_first(df: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with poison, ordered by the strength of their attack setting in ``df`` (the whole
+    sweep), strongest first; unpoisoned rows (poison rate 0) only when nothing else matched."""
+    if "n_poison" in rows:
+        attacked = rows[pd.to_numeric(rows["n_poison"], errors="coerce") > 0]
+        rows = attacked if not attacked.empty else rows
+    strength = attack_strength(df)
+    axes = [c for c in strength.columns if c != "strength"]
+    if strength.empty or rows.empty:
+        return rows
+    ranked = rows.reset_index(drop=True).merge(strength, on=axes, how="left")
+    ranked["strength"] = ranked["strength"].fillna(-1.0)
+    return ranked.sort_values("strength", ascending=False, kind="mergesort").drop(
+        columns="strength"
+    )
+
+
 def representative_rows(df: pd.DataFrame, choice: dict) -> pd.DataFrame:
     """Rows of configuration ``choice`` under the strongest attack swept, first seed.
 
@@ -310,18 +342,36 @@ def representative_rows(df: pd.DataFrame, choice: dict) -> pd.DataFrame:
     sweep (rows with poison only), so the recommended and the most vulnerable configuration are
     explained under the same attack.
     """
-    from analysis.select import attack_axes
-
     ok = df[df["status"] == "ok"] if "status" in df else df
     if "n_poison" in ok:
         ok = ok[ok["n_poison"] > 0]
     rows = ok
     for a, v in choice.items():
         rows = rows[rows[a] == v]
-    axes = attack_axes(df)
-    if axes and not rows.empty and "asr" in ok:
-        strongest = ok.groupby(axes, dropna=False)["asr"].mean().idxmax()
-        strongest = strongest if isinstance(strongest, tuple) else (strongest,)
-        for a, v in zip(axes, strongest, strict=True):
-            rows = rows[rows[a] == v]
+    strength = attack_strength(df)
+    if not strength.empty and not rows.empty:
+        for a in (c for c in strength.columns if c != "strength"):
+            rows = rows[rows[a] == strength.iloc[0][a]]
     return pick_rows(rows)
+
+
+def default_rows(df: pd.DataFrame, clean_tolerance: float = 0.01) -> tuple[pd.DataFrame, list[str]]:
+    """What `explain` shows without ``--where``: the report's two picks — the recommended
+    configuration (`analysis.verdict`) and the most vulnerable accurate one — each under the
+    strongest attack swept, first seed. Returns the rows and a label for each."""
+    from analysis.verdict import most_vulnerable, verdict_info
+
+    verdict = verdict_info(df, clean_tolerance)
+    picks = [("recommended", verdict.recommended.choice)]
+    worst = most_vulnerable(verdict.selections["asr"])
+    if worst is not None and worst != verdict.recommended.choice:
+        picks.append(("most vulnerable accurate configuration", worst))
+    frames, labels = [], []
+    for label, choice in picks:
+        rows = representative_rows(df, choice)
+        if not rows.empty:
+            frames.append(rows.head(1))
+            labels.append(label)
+    if not frames:
+        raise SweepError("no successful poisoned result to explain in this sweep")
+    return pd.concat(frames, ignore_index=True), labels

@@ -1,7 +1,7 @@
 """The trigger gallery: how conspicuous is each attack, before sweeping it?
 
 For a few test images (one per class in turn) the gallery shows the clean image, the image under
-every registered trigger, and the image after every clean-label hardening (SCIENCE.md §2–§3,
+every registered trigger, and the image after every clean-label hardening (docs/science.md §2–§3,
 before the trigger is added). Without a spec each component uses its default parameters; with a
 spec, its fixed attack parameters apply to every trigger that reads them and each distinct setting
 it sweeps (e.g. every ``trigger_size``) gets its own row.

@@ -1,27 +1,43 @@
 """Heatmaps: compute the data first (`heatmap_info`), draw it second (`render_heatmap`).
 
-Any metric over any two axes, one panel per combination of the facet columns' values. A cell
-aggregates the rows of its (x, y, facets) value over the seeds and every axis not shown:
+Any metric over any two axes (or one: a single row), one panel per combination of the facet
+columns' values. A cell aggregates the rows of its (x, y, facets) value over the seeds and every
+axis not shown:
 
 - ``mean``: the mean of those rows (std and n over the same rows);
 - ``worst`` / ``best``: the seed-mean of each hidden setting (e.g. each trigger size), then the
   worst / best of them — the max for metrics where lower is better for the defender (ASR, slope),
   the min for accuracies; std and n are the seed spread of that setting, ``where`` names it.
+
+With ``clean_tolerance`` a cell whose configuration (the learner/defence values it shows) has a
+clean accuracy more than the tolerance below the best configuration's is marked as excluded —
+the eligibility `select_robust` uses (docs/science.md §9); with ``mark`` the cells of
+one configuration (the recommended one) are marked as chosen. Drawing is `analysis.heatmap_figure` (``render_heatmap`` is importable from here too).
 """
 
 from __future__ import annotations
 
-import math
+import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from analysis.scales import HIGHER_IS_BETTER
 from backdoor_sweep.errors import SweepError
 
-#: metrics where larger is better for the defender (so "worst" is the minimum)
-HIGHER_IS_BETTER = {"clean_acc", "robust_acc", "clean_acc_before_finetune", "filter_recall"}
+__all__ = [
+    "AGGREGATES",
+    "HIGHER_IS_BETTER",
+    "HeatmapInfo",
+    "HeatmapPanel",
+    "default_axes",
+    "heatmap_info",
+]
+
 AGGREGATES = ("mean", "worst", "best")
+#: the y label of a one-axis heatmap (a single row)
+ONE_ROW = "all"
 
 
 @dataclass
@@ -33,48 +49,92 @@ class HeatmapPanel:
     std: np.ndarray
     n: np.ndarray
     where: np.ndarray  # worst/best: the hidden setting picked per cell ("" for mean)
+    excluded: np.ndarray | None = None  # True: outside the clean-accuracy tolerance
+    chosen: np.ndarray | None = None  # True: a cell of the marked configuration
 
     @property
     def title(self) -> str:
-        return ", ".join(f"{k} = {_short(v)}" for k, v in self.facet_values.items())
+        return ", ".join(f"{k} = {short_text(v)}" for k, v in self.facet_values.items())
 
 
 @dataclass
 class HeatmapInfo:
     metric: str
     x: str
-    y: str
+    y: str | None  # None: one axis, drawn as a single row
     facets: list[str]
     agg: str
     x_values: list
     y_values: list
     hidden: list[str] = field(default_factory=list)  # varying axes aggregated over
     panels: list[HeatmapPanel] = field(default_factory=list)
+    clean_tolerance: float | None = None
+    best_clean: float | None = None  # the best configuration's clean accuracy
+    mark: dict | None = None
 
     @property
     def facet(self) -> str | None:
         return self.facets[0] if self.facets else None
 
+    @property
+    def aggregated_over(self) -> str:
+        """In words: what each cell aggregates ("mean over seeds and trigger_size")."""
+        if self.agg == "mean":
+            return f"mean over {' and '.join(['seeds', *self.hidden])}"
+        if not self.hidden:
+            return f"mean over seeds (no hidden axis to take the {self.agg} of)"
+        return f"{self.agg} over {', '.join(self.hidden)} (each the mean over seeds)"
+
+
+def close_matches(name: str, columns) -> str:
+    """A short hint naming at most three columns spelled like ``name`` (never the whole list)."""
+    near = difflib.get_close_matches(str(name), [str(c) for c in columns], n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(near)}?)" if near else ""
+
 
 def _check_column(df: pd.DataFrame, name: str, what: str) -> None:
     if name not in df.columns:
-        cols = ", ".join(sorted(map(str, df.columns)))
-        raise SweepError(f"{what} must be a column of the store ({cols}); got {name!r}")
+        raise SweepError(
+            f"{what} must be a column of the store; got {name!r}{close_matches(name, df.columns)}"
+        )
+
+
+def default_axes(df: pd.DataFrame) -> tuple[str, str | None, list[str]]:
+    """(x, y, facets) from the sweep's grid: learner/defence axes first, attack axes as panels.
+
+    Two or more learner/defence axes: the first two on x and y, a panel per attack setting (the
+    first two attack axes, else the next learner axes). One: it on x, the first attack axis on y,
+    the next two as panels. None: the attack axes. A grid of one axis gives a single row (y None).
+    """
+    from analysis.select import attack_axes, choice_axes
+
+    choice, attack = choice_axes(df), attack_axes(df)
+    if len(choice) >= 2:
+        return choice[0], choice[1], (attack + choice[2:])[:2]
+    ordered = choice + attack
+    if not ordered:
+        raise SweepError(
+            "a heatmap needs at least one grid axis with several values; this sweep varies none"
+        )
+    return ordered[0], (ordered[1] if len(ordered) > 1 else None), ordered[2:4]
 
 
 def heatmap_info(
     df: pd.DataFrame,
     x: str,
-    y: str,
+    y: str | None,
     metric: str,
     facet: str | list[str] | tuple[str, ...] | None = None,
     agg: str = "mean",
+    *,
+    clean_tolerance: float | None = None,
+    mark: dict | None = None,
 ) -> HeatmapInfo:
     """Aggregate ``metric`` on the (y, x) grid, one panel per combination of ``facet`` values."""
     facets = [facet] if isinstance(facet, str) else list(facet or [])
     for name, what in (
         (x, "--x"),
-        (y, "--y"),
+        *(((y, "--y"),) if y is not None else ()),
         (metric, "--metric"),
         *((f, "--facet") for f in facets),
     ):
@@ -92,9 +152,12 @@ def heatmap_info(
     ok = ok[ok[metric].notna()]
     if ok.empty:
         raise SweepError(f"--metric {metric!r} has no values in the selected rows")
-    shown = [*facets, y, x]
+    ycol = y if y is not None else "__row__"
+    if y is None:
+        ok = ok.assign(__row__=ONE_ROW)
+    shown = [*facets, ycol, x]
     hidden = [c for c in _axes(ok) if c not in shown]
-    info = HeatmapInfo(metric, x, y, facets, agg, _sorted(ok[x]), _sorted(ok[y]), hidden)
+    info = HeatmapInfo(metric, x, y, facets, agg, _sorted(ok[x]), _sorted(ok[ycol]), hidden)
     if agg == "mean":
         g = ok.groupby(shown, dropna=False)[metric]
         cells = pd.DataFrame({"z": g.mean(), "std": g.std(), "n": g.count()}).reset_index()
@@ -106,8 +169,9 @@ def heatmap_info(
         order = per.sort_values("z", ascending=pick_min, kind="mergesort")
         cells = order.groupby(shown, dropna=False, sort=False).head(1).copy()
         cells["where"] = [
-            ", ".join(f"{h}={_short(r[h])}" for h in hidden) for r in cells.to_dict("records")
+            ", ".join(f"{h}={short_text(r[h])}" for h in hidden) for r in cells.to_dict("records")
         ]
+    excluded_of = _excluded(df, info, clean_tolerance) if clean_tolerance is not None else None
     combos = (
         [()]
         if not facets
@@ -124,13 +188,70 @@ def heatmap_info(
             part = part[part[f] == v]
         zs, ss = np.full(shape, np.nan), np.full(shape, np.nan)
         ns, ws = np.zeros(shape, dtype=int), np.full(shape, "", dtype=object)
+        ex, ch = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         for r in part.to_dict("records"):
-            if r[y] not in yi or r[x] not in xi:
+            if r[ycol] not in yi or r[x] not in xi:
                 continue
-            i, j = yi[r[y]], xi[r[x]]
+            i, j = yi[r[ycol]], xi[r[x]]
             zs[i, j], ss[i, j], ns[i, j], ws[i, j] = r["z"], r["std"], int(r["n"]), r["where"]
-        info.panels.append(HeatmapPanel(dict(zip(facets, combo, strict=True)), zs, ss, ns, ws))
+            if excluded_of is not None:
+                ex[i, j] = excluded_of(r)
+            ch[i, j] = _is_marked(r, mark, shown)
+        info.panels.append(
+            HeatmapPanel(
+                dict(zip(facets, combo, strict=True)),
+                zs,
+                ss,
+                ns,
+                ws,
+                ex if excluded_of is not None else None,
+                ch if mark else None,
+            )
+        )
+    info.mark = dict(mark) if mark else None
     return info
+
+
+def _excluded(df: pd.DataFrame, info: HeatmapInfo, tol: float):
+    """A test of one cell: is its configuration outside the clean-accuracy tolerance?
+
+    The configuration is the cell's values of the learner/defence axes shown; its clean accuracy is
+    aggregated as `select_robust` does (`configuration_metric`), over every hidden axis, and the
+    best is the best over every value of all learner/defence axes — `select_robust`'s eligibility.
+    """
+    from analysis.select import choice_axes, configuration_metric
+
+    if not 0 <= tol <= 1:
+        raise SweepError(f"clean_tolerance must be in [0, 1]; got {tol!r}")
+    if "clean_acc" not in df.columns:
+        return None
+    choice = choice_axes(df)
+    shown = [a for a in (info.x, info.y, *info.facets) if a in choice]
+    if not shown:
+        return None
+    best = configuration_metric(df, choice, "clean_acc")["mean"].max()
+    table = configuration_metric(df, shown, "clean_acc")
+    low = {
+        tuple(r[a] for a in shown)
+        for r in table.to_dict("records")
+        if r["mean"] < best - tol - 1e-12
+    }
+    info.clean_tolerance, info.best_clean = float(tol), float(best)
+    return lambda r: tuple(r[a] for a in shown) in low
+
+
+def _is_marked(r: dict, mark: dict | None, shown: list[str]) -> bool:
+    if not mark:
+        return False
+    keys = [k for k in mark if k in shown]
+    return bool(keys) and all(_same(r[k], mark[k]) for k in keys)
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def _axes(df: pd.DataFrame) -> list[str]:
@@ -153,91 +274,15 @@ def _sorted(col: pd.Series) -> list:
     return sorted(vals, key=_sort_key)
 
 
-def _short(v) -> str:
+def short_text(v) -> str:
+    """A value as a label: floats with %g."""
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def render_heatmap(
-    info: HeatmapInfo,
-    title: str | None = None,
-    zrange: tuple[float, float] | None = None,
-    max_cols: int = 4,
-    panel_height: int = 240,
-    show_values: bool = True,
-):
-    """A plotly figure: one heatmap per panel on a grid, shared colour scale, hover with std and n.
+def __getattr__(name: str):
+    """``render_heatmap`` and ``default_title`` live in `analysis.heatmap_figure` (drawing)."""
+    if name in ("render_heatmap", "default_title"):
+        from analysis import heatmap_figure
 
-    With two facets the first varies along the columns and the second along the rows; otherwise
-    the panels wrap after ``max_cols``. The width follows the page (responsive).
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    panels = info.panels
-    if len(info.facets) == 2:
-        col_vals = list(dict.fromkeys(p.facet_values[info.facets[0]] for p in panels))
-        row_vals = list(dict.fromkeys(p.facet_values[info.facets[1]] for p in panels))
-        place = {
-            id(p): (
-                row_vals.index(p.facet_values[info.facets[1]]) + 1,
-                col_vals.index(p.facet_values[info.facets[0]]) + 1,
-            )
-            for p in panels
-        }
-        rows, cols = len(row_vals), len(col_vals)
-    else:
-        cols = max(1, min(max_cols, len(panels)))
-        rows = math.ceil(len(panels) / cols)
-        place = {id(p): (k // cols + 1, k % cols + 1) for k, p in enumerate(panels)}
-    titles = [""] * (rows * cols)
-    for p in panels:
-        r, c = place[id(p)]
-        titles[(r - 1) * cols + c - 1] = p.title
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=titles,
-        horizontal_spacing=0.04,
-        vertical_spacing=min(0.12, 0.35 / max(rows, 1)) if rows > 1 else 0.1,
-    )
-    finite = np.concatenate([p.z[np.isfinite(p.z)] for p in panels] or [np.array([])])
-    if zrange is None:
-        zrange = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    n_cells = len(info.x_values) * len(info.y_values)
-    hover = (
-        f"{info.x}=%{{x}}<br>{info.y}=%{{y}}<br>{info.agg} {info.metric}=%{{z:.3f}}"
-        "<br>std=%{customdata[0]:.3f}<br>n=%{customdata[1]}"
-    )
-    if info.agg != "mean":
-        hover += "<br>at %{customdata[2]}"
-    for k, p in enumerate(panels):
-        r, c = place[id(p)]
-        fig.add_trace(
-            go.Heatmap(
-                z=p.z,
-                x=[_short(v) for v in info.x_values],
-                y=[_short(v) for v in info.y_values],
-                customdata=np.dstack([p.std, p.n, p.where]).astype(object),
-                zmin=zrange[0],
-                zmax=zrange[1],
-                colorscale="Cividis" if info.metric in HIGHER_IS_BETTER else "Viridis",
-                showscale=k == 0,
-                colorbar={"title": {"text": info.metric}, "len": 0.9},
-                texttemplate="%{z:.2f}" if show_values and n_cells <= 64 else None,
-                textfont={"size": 10},
-                hovertemplate=hover + (f"<br>{p.title}" if p.title else "") + "<extra></extra>",
-                name=p.title or info.metric,
-            ),
-            row=r,
-            col=c,
-        )
-        fig.update_xaxes(title_text=info.x if r == rows else None, type="category", row=r, col=c)
-        fig.update_yaxes(title_text=info.y if c == 1 else None, type="category", row=r, col=c)
-    fig.update_annotations(font_size=11)
-    default = f"{info.agg} {info.metric}" + (f" by {', '.join(info.facets)}" if info.facets else "")
-    fig.update_layout(
-        title=title or default,
-        height=90 + panel_height * rows,
-        margin={"l": 60, "r": 20, "t": 70, "b": 50},
-    )
-    return fig
+        return getattr(heatmap_figure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,21 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor_sweep.errors import SweepError
+from sweep.schema import TABLES
 from sweep.store import Store
-
-#: columns that describe a result but are not configuration values
-NON_CONFIG = {
-    "sweep",
-    "trial_id",
-    "result_id",
-    "seed",
-    "status",
-    "error",
-    "node_id",
-    "started_at",
-    "finished_at",
-    "asr_definition",
-}
 
 
 def load(
@@ -30,48 +17,26 @@ def load(
     where: str | None = None,
     table: str = "trials",
 ) -> pd.DataFrame:
-    """Rows of ``table`` for one sweep (or all), optionally filtered by a pandas ``where`` query.
+    """Rows of ``table`` for one sweep (or all), optionally filtered by a SQL condition.
 
-    ``where`` uses pandas' ``DataFrame.query`` syntax, e.g. ``"C in (0.01, 10) and gamma == 0.01"``.
+    ``where`` is SQL, the language of ``backdoor-sweep query``, run by the same locked-down DuckDB
+    (`sweep.query.select_where`): e.g. ``"C IN (0.01, 10) AND gamma = 0.01"``,
+    ``"poison_rate BETWEEN 0.05 AND 0.2"``, ``"status <> 'ok'"``.
     """
     st = store if isinstance(store, Store) else Store(store)
     if not st.root.is_dir():
         raise SweepError(f"store must be an existing folder; got {str(st.root)!r} (not found)")
-    df = st.read_table(table, sweep)
-    if df.empty:
+    if table not in TABLES:
+        raise SweepError(f"table must be one of {', '.join(TABLES)}; got {table!r}")
+    if sweep is not None:
+        st.read_meta(sweep)
+    names = [sweep] if sweep is not None else st.sweeps()
+    if not any(st.parts(name, table) for name in names):
         raise SweepError(
             f"store {st.root} has no {table} rows" + (f" for sweep {sweep!r}" if sweep else "")
         )
     if where:
-        df = filter_rows(df, where)
-    return df
+        from sweep.where import select_where
 
-
-def filter_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    expr = where.replace(" AND ", " and ").replace(" OR ", " or ").replace(" IN ", " in ")
-    expr = _sql_equals(expr)
-    try:
-        return df.query(expr)
-    except Exception as err:  # pandas raises many types for a bad expression
-        raise SweepError(
-            f"--where must be a condition on the columns ({', '.join(map(str, df.columns[:12]))}…); got {where!r} ({err})"
-        ) from None
-
-
-def _sql_equals(expr: str) -> str:
-    """Accept SQL's single '=' as well as pandas' '=='."""
-    import re
-
-    return re.sub(r"(?<![<>=!])=(?!=)", "==", expr)
-
-
-def config_columns(df: pd.DataFrame, metrics: set[str] | None = None) -> list[str]:
-    """Columns that are configuration values (grid axes and fixed parameters), not metrics."""
-    from analysis.aggregate import METRICS
-
-    metrics = metrics or METRICS
-    return [
-        c
-        for c in df.columns
-        if c not in NON_CONFIG and c not in metrics and not c.endswith("_version")
-    ]
+        return select_where(st, table, where, sweep)
+    return st.read_table(table, sweep)

@@ -32,6 +32,10 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .facts { display:grid; grid-template-columns:repeat(auto-fit,minmax(380px,1fr)); gap:0 1.5rem; }
 .choice { border-left:4px solid var(--accent); background:#f3f7fc; padding:.6rem .9rem; margin:.6rem 0; }
 .choice .config { font-size:1.1rem; font-weight:600; }
+.verdict { border:2px solid var(--accent); border-radius:8px; background:#f3f7fc; padding:.8rem 1.1rem; margin:.4rem 0 1rem; }
+.verdict .config { font-size:1.35rem; font-weight:700; margin:.1rem 0 .3rem; }
+.verdict ul.limits { margin:.3rem 0 .6rem; padding-left:1.2rem; }
+.verdict ul.limits li { font-weight:600; }
 .figure { width:100%; margin:.4rem 0 1rem; }
 details > summary { cursor:pointer; color:var(--accent); margin:.3rem 0; }
 pre { background:#f0f2f5; padding:.6rem; overflow:auto; max-height:420px; font-size:.8rem; }

@@ -70,11 +70,31 @@ def render_pareto(
     y: str = "asr",
     highlight: dict | None = None,
     title: str | None = None,
+    clean_tolerance: float | None = None,
 ):
-    """A plotly scatter of every configuration, the front joined by a line, ``highlight`` ringed."""
+    """A plotly scatter of every configuration, the front joined by a line, ``highlight`` ringed;
+    with ``clean_tolerance`` the band of ``x`` more than the tolerance below the best is grey."""
     import plotly.graph_objects as go
 
+    from analysis.scales import EXCLUDED_GREY
+
     fig = go.Figure()
+    finite = points[x][np.isfinite(points[x].astype(float))]
+    if clean_tolerance is not None and not finite.empty:
+        edge = float(finite.max()) - clean_tolerance
+        low = min(float(finite.min()), edge)
+        if float(finite.min()) < edge:
+            fig.add_vrect(
+                x0=low - 0.02,
+                x1=edge,
+                fillcolor=EXCLUDED_GREY,
+                opacity=0.35,
+                line_width=0,
+                layer="below",
+                annotation_text=f"outside the clean-accuracy tolerance ({clean_tolerance:g})",
+                annotation_position="top left",
+                annotation_font_size=10,
+            )
     hover = f"%{{text}}<br>{x}=%{{x:.3f}} ± %{{customdata[0]:.3f}}<br>{y}=%{{y:.3f}} ± %{{customdata[1]:.3f}}<extra></extra>"
     for on, name, style in (
         (False, "dominated", {"color": "#9aa0a6", "size": 8}),

@@ -1,12 +1,17 @@
 """The HTML report: one self-contained page per store that opens offline (plotly.js inlined once).
 
-For each sweep: what was swept (spec, grid size, wall time, versions — from ``sweep.json``), the
-recommended configuration with its reason and seed spread, heatmaps of clean accuracy, ASR and
-slope (when recorded) over the learner's hyperparameters for each attack setting, the worst-case
-ASR over the attacks, learning curves (when the sweep has a ``curves`` table), explanations
+For each sweep, the story in order: the verdict (`analysis.verdict`: the configuration to use, why,
+its clean accuracy, mean and worst-case ASR with intervals, what no accurate configuration achieves,
+the three robust picks reconciled; ε with δ under DP-SGD), what was swept (spec, grid size, wall
+time, versions — from ``sweep.json``), each pick in detail, heatmaps of clean accuracy, ASR and
+slope (when recorded) over the grid's axes with the cells outside the clean-accuracy tolerance
+grey and the recommended configuration outlined, the worst-case ASR over the attacks, what moves
+ASR and clean accuracy (`analysis.importance`) and every cell in parallel coordinates
+(`analysis.parallel`), privacy against robustness and accuracy for DP-SGD sweeps
+(`analysis.privacy`), learning curves (when the sweep has a ``curves`` table), explanations
 (gradient maps and most influential training samples of the recommended and the most vulnerable
-configuration, `analysis.explain`), the Pareto front and failed results. With several sweeps, a
-comparison table comes first.
+accurate configuration, `analysis.explain`), the Pareto front and failed results. With several
+sweeps, a comparison table comes first.
 """
 
 from __future__ import annotations
@@ -15,29 +20,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from analysis.heatmap import heatmap_info, render_heatmap
-from analysis.page import Raw, esc, facts_html, figure_html, page_html, section_html, table_html
+from analysis.heatmap import default_axes, heatmap_info
+from analysis.heatmap_figure import render_heatmap
+from analysis.page import esc, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
+from analysis.provenance import swept_html
 from analysis.select import (
     OBJECTIVES,
     Selection,
     attack_axes,
     choice_axes,
     format_choice,
+    grid_axes,
     select_robust,
 )
+from analysis.verdict import Verdict, most_vulnerable, verdict_info
+from analysis.verdict_page import how_to_read, picks_html, spread, verdict_html
 from backdoor_sweep.errors import SweepError
 from sweep.store import Store
 
-#: heatmap metrics, in order, with a fixed colour range where the metric has one
-HEATMAP_METRICS = {
-    "clean_acc": None,
-    "asr": (0.0, 1.0),
-    "slope": None,
-    "influential_poison_frac": (0.0, 1.0),
-}
+#: heatmap metrics, in order (colour ranges and meanings: `analysis.scales`)
+HEATMAP_METRICS = ("clean_acc", "asr", "slope", "influential_poison_frac")
+#: what every interval in the report is (docs/science.md §9)
+INTERVALS = (
+    "intervals are 95% t-intervals over seeds; those of rates and accuracies are cut to [0, 1] "
+    "where the t-interval leaves it, marked “clipped”"
+)
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -56,165 +65,110 @@ def _selections(df: pd.DataFrame, clean_tolerance: float) -> dict[str, Selection
     return out
 
 
-def _spread(m: dict) -> str:
-    if m["std"] is None:
-        return f"{m['mean']:.3f}"
-    return f"{m['mean']:.3f} ± {m['std']:.3f}"
-
-
-def _ci(m: dict) -> str:
-    return (
-        f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" if m["ci_low"] is not None else "n/a (one seed)"
-    )
-
-
-def _what_was_swept(meta: dict, df: pd.DataFrame) -> str:
-    spec = meta.get("spec", {})
-    grid = spec.get("grid", {})
-    sizes = " × ".join(str(len(v)) for v in grid.values()) or "1"
-    n_cells = 1
-    for v in grid.values():
-        n_cells *= len(v)
-    seeds = spec.get("seeds", [])
-    counts = df["status"].value_counts().to_dict() if "status" in df else {"ok": len(df)}
-    dataset = spec.get("dataset", {})
-    attack = spec.get("attack", {})
-    learner = spec.get("learner", {})
-    facts = [
-        ("description", spec.get("description", "")),
-        ("dataset", f"{dataset.get('name', '?')}, classes {dataset.get('classes', 'all')}"),
-        ("learner", ", ".join(f"{k}={v}" for k, v in learner.items())),
-        ("attack", ", ".join(f"{k}={v}" for k, v in attack.items())),
-        ("defence", ", ".join(f"{k}={v}" for k, v in spec.get("defence", {}).items())),
-        (
-            "grid",
-            Raw(
-                "<br>".join(
-                    f"<b>{esc(k)}</b>: {esc(', '.join(map(str, v)))}" for k, v in grid.items()
-                )
-                or "—"
-            ),
-        ),
-        (
-            "grid size",
-            f"{sizes} = {n_cells} configurations × {len(seeds)} seeds = {meta.get('n_results', n_cells * len(seeds))} results",
-        ),
-        ("seeds", ", ".join(map(str, seeds))),
-        ("curves", "on" if spec.get("curves", {}).get("enabled") else "off"),
-    ]
-    run = [
-        ("status", meta.get("status", "?")),
-        ("results in store", f"{len(df)} ({', '.join(f'{v} {k}' for k, v in counts.items())})"),
-        ("Ray Tune trials", meta.get("n_trials", "?")),
-        (
-            "wall time",
-            f"{meta['wall_seconds']:.1f} s"
-            if isinstance(meta.get("wall_seconds"), (int, float))
-            else "?",
-        ),
-        ("created", str(meta.get("created_at", "?"))[:19].replace("T", " ")),
-        ("finished", str(meta.get("finished_at") or "—")[:19].replace("T", " ")),
-        ("spec digest", meta.get("spec_digest", "?")),
-        (
-            "versions",
-            ", ".join(
-                f"{k.removesuffix('_version')} {v}"
-                for k, v in meta.get("versions", {}).items()
-                if v
-            ),
-        ),
-    ]
-    spec_text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None)
-    return (
-        f'<div class="facts"><div>{facts_html(facts)}</div><div>{facts_html(run)}</div></div>'
-        f"<details><summary>full spec</summary><pre>{esc(spec_text)}</pre></details>"
-    )
-
-
-def _recommendation(sels: dict[str, Selection | str]) -> str:
+def _heatmaps(df: pd.DataFrame, tol: float, chosen: dict | None) -> str:
+    try:
+        x, y, facets = default_axes(df)
+    except SweepError:
+        return '<p class="muted">no heatmap: the sweep varies no axis</p>'
     parts = []
-    for objective, sel in sels.items():
-        if isinstance(sel, str):
-            parts.append(f'<p class="error">by {esc(objective)}: {esc(sel)}</p>')
-            continue
-        rows = [(name, _spread(m), m["n"], _ci(m)) for name, m in sel.metrics.items()]
-        cand = sel.table[sel.table["eligible"]].head(10)
-        cand_rows = [
-            (
-                r["rank"],
-                format_choice({a: r[a] for a in sel.axes}),
-                _spread_row(r, "clean_acc"),
-                _spread_row(r, "objective"),
-            )
-            for r in cand.to_dict("records")
-        ]
-        parts.append(
-            f'<div class="choice" data-objective="{esc(objective)}"><div class="muted">lowest {esc(objective)} '
-            f"within {sel.clean_tolerance:g} of the best clean accuracy</div>"
-            f'<div class="config">{esc(format_choice(sel.choice))}</div>'
-            + table_html(
-                ["metric", "mean ± std over seeds", "seeds", "95% interval"],
-                rows,
-                [False, True, True, True],
-            )
-            + f"<p>{esc(sel.reason)}</p>"
-            + f"<details><summary>the {len(cand)} best eligible configurations</summary>"
-            + table_html(
-                ["rank", "configuration", "clean_acc", objective],
-                cand_rows,
-                [True, False, True, True],
-            )
-            + "</details></div>"
-        )
-    return "".join(parts) or '<p class="muted">nothing to recommend</p>'
-
-
-def _spread_row(r: dict, prefix: str) -> str:
-    std = r.get(f"{prefix}_std")
-    return f"{r[prefix]:.3f}" + (f" ± {std:.3f}" if std is not None and std == std else "")
-
-
-def _heatmap_axes(df: pd.DataFrame) -> tuple[str, str, list[str]] | None:
-    """(x, y, facets): the first two learner axes, one panel per attack setting (≤ 2 facets)."""
-    choice, attack = choice_axes(df), attack_axes(df)
-    if len(choice) >= 2:
-        return choice[0], choice[1], attack[:2]
-    if len(choice) == 1 and attack:
-        return choice[0], attack[0], attack[1:3]
-    return None
-
-
-def _heatmaps(df: pd.DataFrame) -> str:
-    axes = _heatmap_axes(df)
-    if axes is None:
-        return '<p class="muted">no heatmap: the sweep varies fewer than two axes (learner parameters and attack settings)</p>'
-    x, y, facets = axes
-    parts = []
-    for metric, zrange in HEATMAP_METRICS.items():
+    for metric in HEATMAP_METRICS:
         if not _has(df, metric):
             continue
-        info = heatmap_info(df, x=x, y=y, metric=metric, facet=facets or None, agg="mean")
-        note = f"mean over seeds{' and ' + ', '.join(info.hidden) if info.hidden else ''}; hover for std and n"
-        fig = render_heatmap(
-            info,
-            title=f"{metric} over {x} × {y}"
-            + (f", one panel per {' × '.join(facets)}" if facets else ""),
-            zrange=zrange,
+        info = heatmap_info(
+            df, x=x, y=y, metric=metric, facet=facets or None, clean_tolerance=tol, mark=chosen
         )
-        parts.append(f'<h3>{esc(metric)}</h3><p class="note">{esc(note)}</p>{figure_html(fig)}')
+        fig = render_heatmap(info)
+        parts.append(f"<h3>{esc(metric)}</h3>{figure_html(fig)}")
     if _has(df, "asr") and attack_axes(df) and y not in attack_axes(df):
-        info = heatmap_info(df, x=x, y=y, metric="asr", agg="worst")
-        fig = render_heatmap(
-            info,
-            title=f"worst-case ASR over {', '.join(info.hidden)}",
-            zrange=(0.0, 1.0),
-            max_cols=1,
+        info = heatmap_info(
+            df, x=x, y=y, metric="asr", agg="worst", clean_tolerance=tol, mark=chosen
         )
+        fig = render_heatmap(info, max_cols=1)
         parts.append(
-            '<h3>worst-case ASR over the attacks swept</h3><p class="note">per cell: the attack setting with '
-            f"the highest seed-mean ASR (hover shows which); the objective <code>worst_asr</code></p>{figure_html(fig, 420, max_width=760)}"
+            '<h3>worst-case ASR over the attacks swept</h3><p class="note">per cell: the attack '
+            "setting with the highest seed-mean ASR (hover shows which); the objective "
+            f"<code>worst_asr</code></p>{figure_html(fig, max_width=760)}"
         )
-    return "".join(parts)
+    note = (
+        "In every map yellow is better for the defender (high accuracy, low ASR and slope); rates "
+        "and accuracies share the range 0–1; grey cells are outside the clean-accuracy tolerance; "
+        "the recommended configuration is outlined; hover for std and n."
+    )
+    return f'<p class="note">{esc(note)}</p>' + "".join(parts)
+
+
+def _drivers(df: pd.DataFrame, tol: float) -> str:
+    """What moves ASR and clean accuracy (variance shares), and every cell in parallel coordinates."""
+    from analysis.importance import importance_info, render_importance
+    from analysis.parallel import parallel_info, render_parallel
+
+    if not grid_axes(df):
+        return ""
+    info = importance_info(df)
+    rows = [
+        (
+            m.metric,
+            ", ".join(f"{a} {share:.0%}" for a, share in m.ranked()),
+            f"{m.interactions:.0%}",
+            f"{m.seeds:.0%}",
+        )
+        for m in info.metrics
+    ]
+    header = ["metric", "main effects, largest first", "interactions", "seeds"]
+    note = (
+        "Main-effect share of each metric's variance over the grid (the first-order term of a "
+        "functional ANOVA, exact on the grid), their interactions and the spread between seeds; "
+        "ASR over the poisoned results."
+    )
+    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in info.notes)
+    parallel = render_parallel(parallel_info(df, clean_tolerance=tol))
+    return (
+        f'<h3>what moves ASR and clean accuracy</h3><p class="note">{esc(note)}</p>'
+        + table_html(header, rows)
+        + notes
+        + figure_html(render_importance(info), max_width=900)
+        + "<h3>every grid cell</h3>"
+        + figure_html(parallel)
+    )
+
+
+def _privacy(df: pd.DataFrame, tol: float, chosen: dict | None) -> str:
+    from analysis.privacy import epsilon_label, is_private, privacy_info, render_privacy
+
+    if not is_private(df) or not choice_axes(df):
+        return ""
+    info = privacy_info(df, tol)
+    rows = [
+        (
+            r["label"],
+            epsilon_label(r["epsilon"]),
+            *(_mean_std(r, m) for m in ("clean_acc", "asr", "worst_asr")),
+            "yes" if r["eligible"] else "no",
+        )
+        for r in info.table.to_dict("records")
+    ]
+    return (
+        f"<h3>privacy, robustness and accuracy</h3>{figure_html(render_privacy(info, chosen))}"
+        + table_html(
+            [
+                "configuration",
+                f"ε (δ = {info.delta:g})",
+                "clean_acc",
+                "asr",
+                "worst_asr",
+                "accurate",
+            ],
+            rows,
+            [False, True, True, True, True, False],
+        )
+    )
+
+
+def _mean_std(r: dict, m: str) -> str:
+    if r.get(m) is None or r[m] != r[m]:
+        return "—"
+    std = r.get(f"{m}_std")
+    return f"{r[m]:.3f}" + (f" ± {std:.3f}" if std is not None and std == std else "")
 
 
 def _curves(store: Store, name: str, df: pd.DataFrame) -> str:
@@ -236,24 +190,22 @@ def _curves(store: Store, name: str, df: pd.DataFrame) -> str:
     return f'<h3>backdoor learning curves</h3><p class="note">{esc(note)}</p>{figure_html(fig)}'
 
 
-def _explanations(store: Store, name: str, df: pd.DataFrame, sels: dict) -> str:
+def _explanations(
+    store: Store, name: str, df: pd.DataFrame, sels: dict, chosen: dict | None
+) -> str:
     """Gradient maps and most influential training samples (`analysis.explain`) of the
-    recommended (by ASR) and the most vulnerable configuration, each rebuilt under the strongest
-    attack swept, first seed."""
+    recommended and the most vulnerable accurate configuration (a chance-level model is not
+    vulnerable, it is useless), each rebuilt under the strongest attack swept, first seed."""
     from analysis.explain import explain_info, rebuild, representative_rows
     from analysis.explain_page import explain_block
 
     sel = sels.get("asr")
-    if not isinstance(sel, Selection):
+    if not isinstance(sel, Selection) or chosen is None:
         return ""
-    picks = [("recommended", sel.choice)]
-    ranked = sel.table[sel.table["objective"].notna()].sort_values(
-        "objective", ascending=False, kind="mergesort"
-    )
-    if not ranked.empty:
-        worst = {a: ranked.iloc[0][a] for a in sel.axes}
-        if format_choice(worst) != format_choice(sel.choice):
-            picks.append(("most vulnerable", worst))
+    picks = [("recommended", chosen)]
+    worst = most_vulnerable(sel)
+    if worst is not None and format_choice(worst) != format_choice(chosen):
+        picks.append(("most vulnerable accurate configuration", worst))
     parts = []
     for label, choice in picks:
         title = f"<h4>{esc(label)}: {esc(format_choice(choice))}</h4>"
@@ -271,21 +223,19 @@ def _explanations(store: Store, name: str, df: pd.DataFrame, sels: dict) -> str:
         )
     note = (
         "each rebuilt from the spec under the attack with the highest mean ASR, first seed; "
-        "`backdoor-sweep explain --where ...` shows more"
+        "the most vulnerable is the accurate configuration with the highest mean ASR; "
+        "`backdoor-sweep explain` shows more"
     )
     return f'<h3>explanations</h3><p class="note">{esc(note)}</p>' + "".join(parts)
 
 
-def _pareto(df: pd.DataFrame, sels: dict[str, Selection | str]) -> str:
+def _pareto(df: pd.DataFrame, chosen: dict | None, tol: float) -> str:
     parts = []
     for y in ("asr", "slope"):
         if not _has(df, y) or not choice_axes(df):
             continue
-        sel = sels.get(y)
         points = pareto_points(df, x="clean_acc", y=y)
-        fig = render_pareto(
-            points, "clean_acc", y, highlight=sel.choice if isinstance(sel, Selection) else None
-        )
+        fig = render_pareto(points, "clean_acc", y, highlight=chosen, clean_tolerance=tol)
         front = points[points["on_front"]]
         rows = [
             (r["label"], f"{r['clean_acc']:.3f}", f"{r[y]:.3f}") for r in front.to_dict("records")
@@ -320,7 +270,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         return section_html(
             name,
             f"sweep {name}",
-            _what_was_swept(meta, df) + '<p class="error">no results stored yet</p>',
+            swept_html(meta, df) + '<p class="error">no results stored yet</p>',
             "sweep",
         ), summary
     sels = _selections(df, clean_tolerance)
@@ -328,17 +278,30 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
     for objective, sel in sels.items():
         if isinstance(sel, Selection):
             summary[objective] = sel
+    verdict: Verdict | None = None
+    try:
+        verdict = verdict_info(df, clean_tolerance, sels)
+        head = verdict_html(verdict)
+        summary["verdict"] = verdict
+    except SweepError as err:
+        head = f'<div class="verdict"><p class="error">no verdict: {esc(err)}</p></div>'
+    chosen = verdict.recommended.choice if verdict is not None else None
     body = (
-        "<h3>what was swept</h3>"
-        + _what_was_swept(meta, df)
-        + "<h3>recommended configuration</h3>"
-        + _recommendation(sels)
-        + _shown(_heatmaps, df)
+        head
+        + "<h3>what was swept</h3>"
+        + swept_html(meta, df)
+        + "<h3>the robust picks in detail</h3><details><summary>each pick's metrics, reason and "
+        "best configurations</summary>"
+        + picks_html(sels)
+        + "</details>"
+        + _shown(_heatmaps, df, clean_tolerance, chosen)
+        + _shown(_drivers, df, clean_tolerance)
+        + _shown(_privacy, df, clean_tolerance, chosen)
         + _curves(store, name, df)
-        + _shown(_explanations, store, name, df, sels)
+        + _shown(_explanations, store, name, df, sels, chosen)
         + "<h3>Pareto front</h3>"
         + (
-            _shown(_pareto, df, sels)
+            _shown(_pareto, df, chosen, clean_tolerance)
             or '<p class="muted">nothing to draw: it needs successful results and a varying learner parameter</p>'
         )
         + _errors(df)
@@ -355,34 +318,52 @@ def _shown(part, *args) -> str:
 
 
 def _comparison(summaries: list[dict]) -> str:
+    """One row per sweep: its verdict, and the picks that disagree with it."""
+    from analysis.privacy import epsilon_text
+    from analysis.verdict import PICK_NAMES
+
+    dp = any(s.get("verdict") is not None and s["verdict"].epsilon for s in summaries)
     header = [
         "sweep",
-        "results",
-        "ok",
+        "results (ok)",
         "wall s",
         "best clean_acc",
-        "choice by asr",
-        "its asr",
-        "choice by worst_asr",
-        "its worst_asr",
-        "choice by slope",
-        "its slope",
+        "recommended",
+        "by",
+        "clean_acc",
+        "asr",
+        "worst_asr",
+        *(["privacy"] if dp else []),
+        "other picks",
     ]
     rows = []
     for s in summaries:
-        row = [s["sweep"], s["results"], s.get("ok", 0), s["wall_s"]]
+        row = [s["sweep"], f"{s['results']} ({s.get('ok', 0)})", s["wall_s"]]
         asr = s.get("asr")
         row.append(f"{asr.table['clean_acc'].max():.3f}" if asr is not None else "—")
-        for objective in ("asr", "worst_asr", "slope"):
-            sel = s.get(objective)
-            row += (
-                [format_choice(sel.choice), _spread(sel.metrics[objective])] if sel else ["—", "—"]
-            )
+        v: Verdict | None = s.get("verdict")
+        if v is None:
+            rows.append(row + ["—"] * (len(header) - len(row)))
+            continue
+        values = v.recommended.values
+        row += [
+            format_choice(v.recommended.choice),
+            PICK_NAMES[v.basis],
+            *(spread(values.get(k)) for k in ("clean_acc", "asr", "worst_asr")),
+        ]
+        if dp:
+            row.append(epsilon_text(v.epsilon) if v.epsilon else "—")
+        others = [
+            f"{PICK_NAMES[o]}: {format_choice(p.choice)} ({p.values[o]['mean']:.3f})"
+            for o, p in v.picks.items()
+            if p.choice != v.recommended.choice
+        ]
+        row.append("; ".join(others) or "all agree")
         rows.append(row)
     return section_html(
         "comparison",
         "comparison of sweeps",
-        table_html(header, rows, [False, True, True, True, True]),
+        table_html(header, rows, [False, True, True, True, False, False, True, True, True]),
     )
 
 
@@ -403,7 +384,11 @@ def report_html(
         html_, summary = sweep_section(st, name, clean_tolerance)
         sections.append(html_)
         summaries.append(summary)
-    body = (_comparison(summaries) if len(names) > 1 else "") + "".join(sections)
+    body = (
+        how_to_read(clean_tolerance)
+        + (_comparison(summaries) if len(names) > 1 else "")
+        + "".join(sections)
+    )
     nav = ([("comparison", "comparison")] if len(names) > 1 else []) + [(n, n) for n in names]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = (
@@ -415,7 +400,7 @@ def report_html(
         title,
         nav,
         body,
-        footer=f"store {esc(st.root.resolve())} · written {stamp} · intervals are 95% t-intervals over seeds",
+        footer=f"store {esc(st.root.resolve())} · written {stamp} · {INTERVALS}",
     )
 
 

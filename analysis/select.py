@@ -1,4 +1,4 @@
-"""Choosing robust hyperparameters (SCIENCE.md §9).
+"""Choosing robust hyperparameters (docs/science.md §9).
 
 The defender chooses the learner's configuration; the attacker chooses the attack. So a candidate
 is one value of the *choice axes* (by default every varying learner or defence parameter — e.g.
@@ -27,13 +27,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.aggregate import aggregate
-from analysis.load import config_columns
 from backdoor_sweep.errors import SweepError
+from sweep.schema import METRICS
 
 OBJECTIVES = ("asr", "slope", "worst_asr")
-#: metrics measured on clean data, aggregated over every setting (poisoned or not)
-CLEAN_METRICS = {"clean_acc", "clean_acc_before_finetune"}
-_STATS = ["mean", "std", "n", "ci_low", "ci_high"]
+_STATS = ["mean", "std", "n", "ci_low", "ci_high", "ci_clipped"]
 _WHAT = {
     "asr": "mean attack success rate",
     "slope": "mean backdoor learning slope",
@@ -64,7 +62,7 @@ def defender_columns() -> set[str]:
 
 
 def _varying(df: pd.DataFrame, cols: set[str]) -> list[str]:
-    return [c for c in config_columns(df) if c in cols and df[c].nunique(dropna=False) > 1]
+    return [c for c in df.columns if c in cols and df[c].nunique(dropna=False) > 1]
 
 
 def choice_axes(df: pd.DataFrame) -> list[str]:
@@ -100,7 +98,7 @@ def configuration_metric(df: pd.DataFrame, axes: list[str], name: str) -> pd.Dat
             f"metric {name!r} needs the column {metric!r} with values, which this sweep did not record"
         )
     rows = ok
-    if metric not in CLEAN_METRICS and "n_poison" in ok.columns:
+    if not (metric in METRICS and METRICS[metric].clean) and "n_poison" in ok.columns:
         attacked = ok[pd.to_numeric(ok["n_poison"], errors="coerce") > 0]
         rows = attacked if not attacked.empty else ok
     rows = rows.assign(**{metric: pd.to_numeric(rows[metric], errors="coerce")})
@@ -140,6 +138,20 @@ def candidate_table(df: pd.DataFrame, axes: list[str], objective: str) -> pd.Dat
     return clean.merge(obj, on=list(axes), how="left")
 
 
+def accurate_configurations(
+    df: pd.DataFrame, clean_tolerance: float, axes: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per configuration of ``axes`` (default: the choice axes): ``clean_acc`` and
+    ``eligible``, True when it is within ``clean_tolerance`` of the best — `select_robust`'s test."""
+    if not (0 <= clean_tolerance <= 1):
+        raise SweepError(f"clean_tolerance must be in [0, 1]; got {clean_tolerance!r}")
+    axes = choice_axes(df) if axes is None else list(axes)
+    table = configuration_metric(df, axes, "clean_acc")[[*axes, "mean"]]
+    table = table.rename(columns={"mean": "clean_acc"})
+    table["eligible"] = table["clean_acc"] >= table["clean_acc"].max() - clean_tolerance - 1e-12
+    return table
+
+
 @dataclass
 class Selection:
     """The robust choice, its metrics with seed spread, the reason, and every candidate."""
@@ -148,7 +160,7 @@ class Selection:
     clean_tolerance: float
     axes: list[str]
     choice: dict
-    metrics: dict  # name -> {"mean", "std", "n", "ci_low", "ci_high"}
+    metrics: dict  # name -> {"mean", "std", "n", "ci_low", "ci_high", "ci_clipped"}
     reason: str
     runner_up: dict | None = None
     table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
@@ -236,13 +248,15 @@ def _stats(row: pd.Series, prefix: str) -> dict:
     }
     out = {k: _f(row[col]) for k, col in names.items()}
     out["n"] = int(row[names["n"]])
+    out["ci_clipped"] = bool(row.get(f"{prefix}_ci_clipped", False))
     return out
 
 
 def _spread(m: dict) -> str:
     if m["std"] is None:
         return f"{m['mean']:.3f} (n={m['n']} seed{'s' if m['n'] != 1 else ''}, no spread)"
-    return f"{m['mean']:.3f} ± {m['std']:.3f} (std over {m['n']} seeds; 95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f})"
+    clipped = ", clipped to [0, 1]" if m.get("ci_clipped") else ""
+    return f"{m['mean']:.3f} ± {m['std']:.3f} (std over {m['n']} seeds; 95% CI {m['ci_low']:.3f}–{m['ci_high']:.3f}{clipped})"
 
 
 def _reason(objective, tol, best_clean, n_eligible, n_all, choice, metrics, runner) -> str:

@@ -38,10 +38,10 @@ def _store(store: Path | None):
 
 def pick_sweep(store, sweep: str | None) -> str:
     """The named sweep, or the most recently created one in the store."""
-    names = store.sweeps()
     if sweep is not None:
         store.read_meta(sweep)
         return sweep
+    names = store.sweeps()
     if not names:
         raise SweepError(
             f"--store must hold at least one sweep; {store.root} has none (run `backdoor-sweep run` first)"
@@ -75,9 +75,10 @@ def run(
         bool, typer.Option("--overwrite", help="Replace a sweep of this name.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run more than 100,000 results.")] = False,
 ) -> None:
     """Run a sweep (the embedded default when no SPEC is given) and write the store."""
-    from sweep.spec import load_spec, with_overrides
+    from sweep.spec import check_result_count, load_spec, with_overrides
 
     if resume and overwrite:
         raise SweepError("--resume and --overwrite must not be given together; got both")
@@ -85,6 +86,7 @@ def run(
     if smoke:
         s = s.smoke()
     s = with_overrides(s, name=name, store=str(store) if store is not None else None)
+    check_result_count(s, force=force)
     _run_and_summarise(s, address=address, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
@@ -130,8 +132,14 @@ def query(
     ],
     store: StoreOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop the query after this many seconds.")
+    ] = 60.0,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="Most memory DuckDB may use, e.g. 512MB, 4GB.")
+    ] = "4GB",
 ) -> None:
-    """SQL over the store (DuckDB, read-only, confined to the store)."""
+    """SQL over the store (DuckDB, read-only, confined to the store, bounded in time and memory)."""
     from sweep.query import run_query
 
     if fmt not in ("table", "csv", "json"):
@@ -139,7 +147,7 @@ def query(
     st = _store(store)
     if not st.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(st.root)!r} (not found)")
-    df = run_query(st, sql)
+    df = run_query(st, sql, timeout=timeout, memory_limit=memory_limit)
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":
@@ -162,47 +170,196 @@ def _cell(v) -> str:
     return str(v)
 
 
+FigureOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="FILE.html (self-contained, opens offline), .png, .pdf or .svg (plotly's static "
+        "export in headless Chromium).",
+    ),
+]
+
+
+def _figure_out(out: Path | None, default: str) -> Path:
+    from analysis.static import check_figure_path
+
+    return check_figure_path(out if out is not None else Path(default))
+
+
+def _recommended(df, clean_tolerance: float) -> dict | None:
+    """The verdict's configuration, or None when there is none to mark."""
+    from analysis.verdict import verdict_info
+
+    try:
+        return verdict_info(df, clean_tolerance).recommended.choice
+    except SweepError:
+        return None
+
+
 @app.command()
 def heatmap(
     sweep: SweepOpt = None,
     store: StoreOpt = None,
-    metric: Annotated[str, typer.Option("--metric")] = "asr",
-    x: Annotated[str, typer.Option("--x")] = "C",
-    y: Annotated[str, typer.Option("--y")] = "gamma",
+    metric: Annotated[str, typer.Option("--metric", help="Metric column to map.")] = "asr",
+    x: Annotated[
+        str | None,
+        typer.Option("--x", help="Column on x (default: the sweep's first learner axis)."),
+    ] = None,
+    y: Annotated[
+        str | None,
+        typer.Option("--y", help="Column on y (default: the sweep's next grid axis)."),
+    ] = None,
     facet: Annotated[
         str | None,
         typer.Option(
             "--facet",
-            help="One panel per value (default poison_rate; comma-separated for a grid, e.g. poison_rate,trigger_size; 'none' for one panel).",
+            help="One panel per value, comma-separated for a grid (e.g. poison_rate,trigger_size); "
+            "'none' for one panel. Default: the sweep's attack axes.",
         ),
-    ] = "poison_rate",
+    ] = None,
     agg: Annotated[
         str, typer.Option("--agg", help="mean, worst or best over seeds and hidden axes.")
     ] = "mean",
     where: Annotated[
         str | None, typer.Option("--where", help='Filter rows, e.g. "trigger_size = 3".')
     ] = None,
-    out: Annotated[
-        Path, typer.Option("--out", help="HTML file (plotly.js embedded: opens offline).")
-    ] = Path("heatmap.html"),
+    clean_tolerance: Annotated[
+        float,
+        typer.Option(
+            "--clean-tolerance",
+            help="Grey the cells whose clean accuracy is more than this below the best.",
+        ),
+    ] = 0.01,
+    out: FigureOut = None,
 ) -> None:
-    """A heatmap of a metric over two axes, one panel per facet value."""
-    from analysis.heatmap import heatmap_info, render_heatmap
-    from analysis.load import load
+    """A heatmap of a metric over two grid axes, one panel per attack setting.
 
+    Without --x/--y/--facet the axes come from the sweep's grid; the recommended configuration is
+    outlined, cells outside the clean-accuracy tolerance are grey.
+    """
+    from analysis.heatmap import default_axes, heatmap_info
+    from analysis.heatmap_figure import render_heatmap
+    from analysis.load import load
+    from analysis.static import write_figure
+
+    path = _figure_out(out, "heatmap.html")
     st = _store(store)
     name = pick_sweep(st, sweep)
     df = load(st, name, where)
-    facet = (
-        None if facet in (None, "", "none") else [f.strip() for f in facet.split(",") if f.strip()]
+    facets = None if facet is None else [f.strip() for f in facet.split(",") if f.strip()]
+    if facets in (["none"], []):
+        facets = []
+    if x is None or y is None or facets is None:
+        dx, dy, dfacets = default_axes(df)
+        order = [a for a in (dx, dy, *dfacets) if a is not None]
+        x = x or next((a for a in order if a != y), None)
+        if x is None:
+            raise SweepError(f"--x is needed: the sweep has no grid axis besides --y {y!r}")
+        y = y or next((a for a in order if a != x), None)
+        if facets is None:
+            facets = [a for a in order if a not in (x, y)][:2]
+    info = heatmap_info(
+        df,
+        x=x,
+        y=y,
+        metric=metric,
+        facet=facets or None,
+        agg=agg,
+        clean_tolerance=clean_tolerance,
+        mark=_recommended(df, clean_tolerance),
     )
-    info = heatmap_info(df, x=x, y=y, metric=metric, facet=facet, agg=agg)
-    fig = render_heatmap(info, title=f"{name}: {agg} {metric}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    fig = render_heatmap(info)
+    fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+    write_figure(fig, path)
     typer.echo(
-        f"wrote {out} ({len(info.panels)} panel(s), {len(info.x_values)}x{len(info.y_values)} cells)"
+        f"wrote {path} ({len(info.panels)} panel(s), {len(info.x_values)}x{len(info.y_values)} "
+        f"cells; {info.aggregated_over})"
     )
+
+
+@app.command()
+def importance(
+    sweep: SweepOpt = None,
+    store: StoreOpt = None,
+    metric: Annotated[
+        str, typer.Option("--metric", help="Metrics, comma-separated.")
+    ] = "asr,clean_acc",
+    where: Annotated[
+        str | None, typer.Option("--where", help='Filter rows first, e.g. "trigger_size = 3".')
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also draw it: FILE.html, .png, .pdf or .svg."),
+    ] = None,
+) -> None:
+    """Which grid axis moves each metric most: main-effect share of its variance over the grid.
+
+    The results' variance splits into one main effect per axis (the first-order term of a functional
+    ANOVA, exact on the grid), their interactions and the spread between seeds.
+    """
+    from analysis.importance import importance_info, render_importance
+    from analysis.load import load
+
+    if out is not None:
+        _figure_out(out, "importance.html")
+    st = _store(store)
+    name = pick_sweep(st, sweep)
+    info = importance_info(
+        load(st, name, where), [m.strip() for m in metric.split(",") if m.strip()]
+    )
+    for m in info.metrics:
+        ranked = ", ".join(f"{a} {share:.0%}" for a, share in m.ranked())
+        typer.echo(
+            f"{m.metric}: {ranked}; interactions {m.interactions:.0%}; seeds {m.seeds:.0%} "
+            f"({m.n_results} results, {m.n_cells} cells)"
+        )
+    for note in info.notes:
+        typer.echo(f"note: {note}")
+    if out is not None:
+        from analysis.static import write_figure
+
+        fig = render_importance(info)
+        fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+        typer.echo(f"wrote {write_figure(fig, out)}")
+
+
+@app.command()
+def parallel(
+    sweep: SweepOpt = None,
+    store: StoreOpt = None,
+    colour: Annotated[
+        str, typer.Option("--colour", help="Colour the lines by this metric.")
+    ] = "asr",
+    metric: Annotated[
+        str, typer.Option("--metric", help="Metric axes, comma-separated.")
+    ] = "clean_acc,asr",
+    where: Annotated[
+        str | None, typer.Option("--where", help='Filter rows first, e.g. "trigger_size = 3".')
+    ] = None,
+    clean_tolerance: Annotated[
+        float,
+        typer.Option("--clean-tolerance", help="The 'accurate' axis: within this of the best."),
+    ] = 0.01,
+    out: FigureOut = None,
+) -> None:
+    """Parallel coordinates: every grid cell as a line through its axes and metrics."""
+    from analysis.load import load
+    from analysis.parallel import parallel_info, render_parallel
+    from analysis.static import write_figure
+
+    path = _figure_out(out, "parallel.html")
+    st = _store(store)
+    name = pick_sweep(st, sweep)
+    info = parallel_info(
+        load(st, name, where),
+        [m.strip() for m in metric.split(",") if m.strip()],
+        colour=colour,
+        clean_tolerance=clean_tolerance,
+    )
+    fig = render_parallel(info)
+    fig.update_layout(title_text=f"{name}: {fig.layout.title.text}")
+    write_figure(fig, path)
+    typer.echo(f"wrote {path} ({len(info.cells)} grid cells, {len(info.dimensions)} axes)")
 
 
 @app.command()
@@ -222,15 +379,15 @@ def curves(
     colour: Annotated[
         str, typer.Option("--colour", help="One colour per value of this column.")
     ] = "poison_rate",
-    out: Annotated[
-        Path, typer.Option("--out", help="HTML file (plotly.js embedded: opens offline).")
-    ] = Path("curves.html"),
+    out: FigureOut = None,
 ) -> None:
     """Backdoor learning curves: loss on TS dashed, on TS+BT solid, a colour per poison rate."""
     from analysis.curves import curves_info, render_curves
-    from analysis.load import filter_rows, load
+    from analysis.load import load
     from analysis.select import choice_axes
+    from analysis.static import write_figure
 
+    out = _figure_out(out, "curves.html")
     st = _store(store)
     name = pick_sweep(st, sweep)
     if not st.parts(name, "curves"):
@@ -242,11 +399,10 @@ def curves(
     panel_by = (
         [p.strip() for p in panels.split(",") if p.strip()] if panels else choice_axes(trials)
     )
-    trials = filter_rows(trials, where) if where else trials
+    trials = load(st, name, where) if where else trials
     info = curves_info(trials, load(st, name, table="curves"), panel_by=panel_by, colour_by=colour)
     fig = render_curves(info, title=f"{name}: backdoor learning curves (TS dashed, TS+BT solid)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    write_figure(fig, out)
     typer.echo(
         f"wrote {out} ({len(info.panels)} panel(s), {len(info.colour_values)} {colour} value(s))"
     )
@@ -259,8 +415,14 @@ MAX_EXPLAINED = 4
 @app.command()
 def explain(
     where: Annotated[
-        str, typer.Option("--where", help='Pick the result(s), e.g. "C = 10 AND gamma = 0.01".')
-    ],
+        str | None,
+        typer.Option(
+            "--where",
+            help='Pick the result(s), e.g. "C = 10 AND gamma = 0.01" (attacked ones first, '
+            "strongest attack first). Default: the recommended and the most vulnerable accurate "
+            "configuration under the strongest attack, as in the report.",
+        ),
+    ] = None,
     sweep: SweepOpt = None,
     store: StoreOpt = None,
     sample: Annotated[
@@ -280,9 +442,10 @@ def explain(
     """Why a result is (not) backdoored: gradient maps, most influential training samples, dynamics.
 
     Rebuilds the matched result(s) from the sweep's spec — same seeds, same code — and its clean
-    (β = 0) model, then draws one self-contained page.
+    (β = 0) model, then draws one self-contained page. Results under attack come first, the
+    strongest attack swept first; unpoisoned ones only when --where matches nothing else.
     """
-    from analysis.explain import explain_info, pick_rows, rebuild
+    from analysis.explain import default_rows, explain_info, pick_rows, rebuild, strongest_first
     from analysis.explain_page import explain_page
     from analysis.load import load
 
@@ -290,7 +453,16 @@ def explain(
         raise SweepError(f"--k must be at least 1; got {k}")
     st = _store(store)
     name = pick_sweep(st, sweep)
-    rows = pick_rows(load(st, name, where), seed)
+    full = load(st, name)
+    if where is None:
+        if seed is not None:
+            raise SweepError(
+                "--seed needs --where (the default picks the first seed); got --seed alone"
+            )
+        rows, labels = default_rows(full)
+        typer.echo(f"explaining the {' and the '.join(labels)} (pick others with --where)")
+    else:
+        rows = strongest_first(full, pick_rows(load(st, name, where), seed))
     if rows.empty:
         raise SweepError(
             f"--where must match a successful result of sweep {name!r}"
@@ -306,7 +478,7 @@ def explain(
         explain_page(
             infos,
             f"backdoor-sweep explain: {name}",
-            footer=f"store {st.root.resolve()} · --where {where}",
+            footer=f"store {st.root.resolve()} · --where {where or '(default: the report’s picks)'}",
         ),
         encoding="utf-8",
     )
@@ -426,6 +598,7 @@ def select(
     for k, m in sel.metrics.items():
         std = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci_low']:.3f} – {m['ci_high']:.3f}" if m["ci_low"] is not None else "n/a"
+        ci += " (clipped to [0, 1])" if m.get("ci_clipped") else ""
         table.add_row(k, f"{m['mean']:.3f}{std}", str(m["n"]), ci)
     console = Console(width=120)
     console.print(table)
@@ -434,17 +607,16 @@ def select(
 
 @app.command("ls")
 def ls_(store: StoreOpt = None) -> None:
-    """The sweeps in a store: size on disk, results by status and dates."""
+    """The sweeps in a store: state, results by status, size on disk and dates."""
     st = _store(store)
     if not st.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(st.root)!r} (not found)")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from rich.console import Console
     from rich.table import Table
 
-    from sweep.store import read_part
+    from sweep.inventory import inventory
 
+    lines, problems = inventory(st)
     table = Table()
     for col in (
         "sweep",
@@ -459,31 +631,23 @@ def ls_(store: StoreOpt = None) -> None:
         "wall s",
     ):
         table.add_column(col)
-    for name in st.sweeps():
-        meta = st.read_meta(name)
-        counts: dict[str, int] = {}
-        for part in st.parts(name, "trials"):
-            try:
-                status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
-            except (pa.ArrowException, OSError):  # a corrupt part: read_part names it in one line
-                status = read_part(part)["status"].tolist()
-            for v in status:
-                counts[v] = counts.get(v, 0) + 1
-        size = sum(p.stat().st_size for p in st.sweep_dir(name).rglob("*") if p.is_file())
-        wall = meta.get("wall_seconds")
+    for line in lines:
         table.add_row(
-            name,
-            str(meta.get("status", "?")),
-            str(sum(counts.values())),
-            str(counts.get("ok", 0)),
-            str(counts.get("error", 0)),
-            str(meta.get("n_results", "?")),
-            _size(size),
-            str(meta.get("created_at", ""))[:19].replace("T", " "),
-            str(meta.get("finished_at") or "")[:19].replace("T", " "),
-            f"{wall:.1f}" if isinstance(wall, (int, float)) else "",
+            line.name,
+            line.state,
+            str(sum(line.counts.values())),
+            str(line.counts.get("ok", 0)),
+            str(line.counts.get("error", 0)),
+            str(line.expected),
+            _size(line.size),
+            line.created,
+            line.finished,
+            f"{line.wall_seconds:.1f}" if line.wall_seconds is not None else "",
         )
     Console(width=180).print(table)
+    if problems:  # the other sweeps are listed above; the first problem in one line, exit 2
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SweepError(problems[0] + more)
 
 
 def _size(n: float) -> str:
@@ -510,7 +674,7 @@ def report(
     ] = Path("report.html"),
     clean_tolerance: Annotated[float, typer.Option("--clean-tolerance")] = 0.01,
 ) -> None:
-    """One self-contained HTML report: what was swept, heatmaps, curves, Pareto front, robust choice."""
+    """One self-contained HTML report: the verdict, heatmaps, importance, curves, explanations."""
     from analysis.report import build_report
 
     st = _store(store)
@@ -522,11 +686,28 @@ def report(
 
 
 @app.command()
-def verify(store: StoreOpt = None) -> None:
+def verify(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Repair what is found: delete temporaries, set bad files aside, rewrite parts "
+            "with the sweep's schema (nothing is deleted but half-written files).",
+        ),
+    ] = False,
+) -> None:
     """Check a store: foreign or corrupt files, schemas, duplicates, orphans, the plan; exit 2 if wrong."""
     from sweep.verify import format_report, verify_store
 
-    report = verify_store(_store(store))
+    st = _store(store)
+    report = verify_store(st)
+    if repair and report.fixes:
+        from sweep.repair import repair_store
+
+        for line in repair_store(st, report):
+            typer.echo(line)
+        report = verify_store(st)
     for line in format_report(report):
         typer.echo(line)
     if not report.ok:

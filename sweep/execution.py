@@ -66,22 +66,31 @@ def _networks() -> str:
     return ", ".join(sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch"))
 
 
+def _network_names(spec: Spec) -> list[str]:
+    from sweep.validation import values_of
+
+    return [name for name in values_of(spec, "learner") if _is_network(name)]
+
+
 def check_execution(spec: Spec) -> None:
-    """Refuse execution settings the sweep cannot honour (one line each)."""
+    """Refuse execution settings the sweep cannot honour (one line each). Works on the values
+    each key takes, never cell by cell (sweep/validation.py)."""
+    from sweep.validation import values_of
+
     ex = spec.execution
-    cells = list(spec.cells())
+    defences = values_of(spec, "defence")
     if ex.precision == "bf16":
         if ex.gpus_per_trial <= 0:
             raise SweepError(
                 "execution.precision bf16 needs a GPU (execution.gpus_per_trial > 0; CPU "
                 f"training runs fp32); got gpus_per_trial {ex.gpus_per_trial:g}"
             )
-        for cell in cells:
-            if cell["defence"] == "dp_sgd" and cell.get("max_grad_norm", 1.0) is not None:
-                raise SweepError(
-                    "execution.precision must be fp32 with defence dp_sgd (Opacus's per-sample "
-                    "gradients are fp32); got bf16"
-                )
+        clipped = _values_or_default(spec, "max_grad_norm", "dp_sgd")
+        if "dp_sgd" in defences and any(v is not None for v in clipped):
+            raise SweepError(
+                "execution.precision must be fp32 with defence dp_sgd (Opacus's per-sample "
+                "gradients are fp32); got bf16"
+            )
     sched = ex.scheduler
     if sched is None:
         return
@@ -95,16 +104,17 @@ def check_execution(spec: Spec) -> None:
             f"execution.scheduler.metric must be one of {', '.join(EPOCH_METRICS)} (what a network "
             f"trial reports after every epoch); got {sched.metric!r}"
         )
-    for cell in cells:
-        if not _is_network(cell["learner"]):
+    for name in values_of(spec, "learner"):
+        if not _is_network(name):
             raise SweepError(
                 f"execution.scheduler needs network learners ({_networks()}), which report after "
-                f"every epoch; learner {cell['learner']!r} has no epochs"
+                f"every epoch; learner {name!r} has no epochs"
             )
-        if cell["defence"] not in SCHEDULED_DEFENCES:
+    for name in defences:
+        if name not in SCHEDULED_DEFENCES:
             raise SweepError(
                 f"execution.scheduler works with defence {', '.join(SCHEDULED_DEFENCES)}; "
-                f"got {cell['defence']!r} (it chooses its own epochs)"
+                f"got {name!r} (it chooses its own epochs)"
             )
     most = max_epochs(spec)
     if sched.grace_period > most:
@@ -114,11 +124,22 @@ def check_execution(spec: Spec) -> None:
         )
 
 
-def max_epochs(spec: Spec) -> int:
-    """The most epochs any result of the sweep trains (ASHA's max_t)."""
-    from sweep.plan import normalise
+def _values_or_default(spec: Spec, key: str, kind: str) -> list[Any]:
+    """The values ``key`` takes, or the default of the ``kind`` component that reads it."""
+    from sweep.validation import COMPONENT_KINDS, values_of
 
-    return max(int(normalise(cell).get("epochs", 1)) for cell in spec.cells())
+    base, _ = spec.base_config()
+    if key in spec.grid or key in base:
+        return values_of(spec, key)
+    names = values_of(spec, kind)
+    registry = COMPONENT_KINDS[kind]
+    fields = [registry[n].Params.model_fields.get(key) for n in names if n in registry]
+    return [f.default for f in fields if f is not None]
+
+
+def max_epochs(spec: Spec) -> int:
+    """The most epochs any network result of the sweep trains (ASHA's max_t)."""
+    return max((int(v) for v in _values_or_default(spec, "epochs", "learner")), default=1)
 
 
 def result_keys(spec: Spec, config: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,8 @@ from backdoor_sweep.errors import SweepError
 from sweep.execution import check_devices, check_local_gpus, make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
-from sweep.spec import Spec
+from sweep.schema import spec_schemas
+from sweep.spec import Spec, first_difference, parse_spec
 from sweep.store import Store
 from trainables.data.datasets import load_dataset
 
@@ -126,10 +128,13 @@ class StoreWriter:
         self.spec, self.store, self.progress = spec, store, progress
         self.buffers = {p.trial_id: _Buffer(p) for p in plans}
         self.results = {p.trial_id: {u["result_id"]: u for u in p.results} for p in plans}
+        self.schemas = spec_schemas(spec)  # every part of a table gets the table's one schema
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
         self.n_stopped = 0
+        #: the store write that failed (a full disk…): nothing more is written, the sweep stops
+        self.failure: SweepError | None = None
 
     def result(self, trial_id: str, report: dict) -> None:
         """Buffer one report of a trial: a batch of finished results (a retry may repeat some),
@@ -175,8 +180,18 @@ class StoreWriter:
         )
 
     def complete(self, trial_id: str, error: str | None = None) -> None:
-        """Write the trial's part: its results, and for the results it did not finish an
-        ``error`` row — or, when a scheduler stopped it after some epoch, a ``stopped`` row."""
+        """Write the trial's parts; after a failed write, write nothing more (Tune then stops
+        every trial, and stopping a trial calls this too)."""
+        if self.failure is not None:
+            return
+        try:
+            self._write(trial_id, error)
+        except SweepError as err:
+            self.failure = err
+
+    def _write(self, trial_id: str, error: str | None) -> None:
+        """The trial's results, and for the results it did not finish an ``error`` row — or,
+        when a scheduler stopped it after some epoch, a ``stopped`` row."""
         buf = self.buffers[trial_id]
         rows = []
         stamp = now_utc()
@@ -219,8 +234,8 @@ class StoreWriter:
                 c for u in buf.plan.results for c in getattr(buf, table).get(u["result_id"], [])
             ]
             if extra:
-                self.store.write_part(self.spec.name, table, trial_id, extra)
-        self.store.write_part(self.spec.name, "trials", trial_id, rows)
+                self.store.write_part(self.spec.name, table, trial_id, extra, self.schemas[table])
+        self.store.write_part(self.spec.name, "trials", trial_id, rows, self.schemas["trials"])
         ok = sum(r["status"] == "ok" for r in rows)
         stopped = sum(r["status"] == "stopped" for r in rows)
         self.n_ok += ok
@@ -262,6 +277,27 @@ def _make_callback(writer: StoreWriter):
             self.writer.retry(tid, trial.num_failures, _trial_error_text(trial))
 
     return _Cb(writer)
+
+
+def _make_stopper(writer: StoreWriter):
+    from ray.tune import Stopper
+
+    class _StopOnStoreFailure(Stopper):
+        """Stops the whole sweep once a store write has failed (nothing more can be kept)."""
+
+        def __init__(self, writer: StoreWriter) -> None:
+            self.writer = writer
+
+        def __call__(self, trial_id, result) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.writer.failure is not None
+
+        def __getstate__(self):  # the writer lives in the driver only (see `_make_callback`)
+            return {}
+
+    return _StopOnStoreFailure(writer)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the remote traceback's first line
@@ -386,17 +422,33 @@ def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) 
         if overwrite:
             store.delete_sweep(spec.name)
         elif resume:
-            stored = store.read_meta(spec.name)
-            if stored.get("spec_digest") != spec.digest():
-                raise SweepError(
-                    f"--resume needs the spec sweep {spec.name!r} was started with; "
-                    "the given spec differs (use `backdoor-sweep resume NAME` or --overwrite)"
-                )
+            _check_same_spec(spec, store)
         else:
             raise SweepError(
                 f"sweep {spec.name!r} already exists in {store.root}; "
                 "pass --resume to finish it or --overwrite to replace it"
             )
+
+
+def _check_same_spec(spec: Spec, store: Store) -> None:
+    """Resuming needs the spec the sweep was started with, up to what changes no result (the
+    store's path among them: a moved or copied store resumes). The stored spec is validated
+    again, so stores written before a field was added compare by the field's default."""
+    stored = store.read_meta(spec.name).get("spec")
+    try:
+        started = parse_spec(stored, source=f"the spec stored for sweep {spec.name!r}")
+    except SweepError as err:
+        raise SweepError(
+            f"sweep {spec.name!r} cannot be resumed: its stored spec no longer validates ({err}); "
+            "replace it with --overwrite or run under another --name"
+        ) from None
+    diff = first_difference(started, spec)
+    if diff is not None:
+        raise SweepError(
+            f"--resume needs the spec sweep {spec.name!r} was started with; this one differs in "
+            f"{diff}. Finish the stored one with `backdoor-sweep resume {spec.name} --store "
+            f"{store.root}`, run this one under another --name, or replace it with --overwrite"
+        )
 
 
 def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
@@ -429,13 +481,19 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
         progress.close()
         wall = time.perf_counter() - t_start
         complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
-        store.update_meta(
-            spec.name,
-            status="finished" if complete else "incomplete",
-            finished_at=now_utc().isoformat(),
-            wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
-            versions=library_versions(),
-        )
+        try:
+            store.update_meta(
+                spec.name,
+                status="finished" if complete else "incomplete",
+                finished_at=now_utc().isoformat(),
+                wall_seconds=round(
+                    wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3
+                ),
+                versions=library_versions(),
+            )
+        except SweepError:
+            if writer.failure is None:  # the store failed before: that error is the one to show
+                raise
     return SweepOutcome(
         spec.name,
         spec.n_results,
@@ -479,12 +537,23 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
                 storage_path=scratch,
                 verbose=0,
                 callbacks=[_make_callback(writer)],
+                stop=_make_stopper(writer),
                 failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
             ),
         )
         tuner.fit()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if writer.failure is not None:
+        raise SweepError(
+            f"{writer.failure}; the sweep stopped (the trials stored so far are kept): "
+            f"free space or fix the store, then `{resume_command(spec)}`"
+        )
+
+
+def resume_command(spec: Spec) -> str:
+    """The command that finishes this sweep, as it can be pasted (with its store)."""
+    return f"backdoor-sweep resume {spec.name} --store {shlex.quote(str(spec.store))}"
 
 
 def _trainable(trial_fn: Callable[[dict, Any], None] | None):

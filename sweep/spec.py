@@ -6,6 +6,11 @@ component parameters live in one flat namespace (``C``, ``gamma``, ``trigger_siz
 ``learner``, ``trigger``, ``poisoning``, ``target`` themselves). Everything is checked before
 anything runs: unknown names, out-of-range values, a trigger larger than the image, a target that
 is not a class — each gives one `SweepError` line naming the field, the value and what is allowed.
+The file is read within limits (`sweep.specfile`) and the checks are in `sweep.validation`.
+
+A spec's `Spec.digest` fingerprints what determines its results — not where the store is, the
+description, or how many trials run at once — so a sweep resumes from a store that was moved,
+copied or named by another path.
 """
 
 from __future__ import annotations
@@ -17,28 +22,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
-from sweep.execution import SchedulerSection, check_execution
-from trainables.attacks.poisoning import POISONINGS
-from trainables.attacks.triggers import TRIGGERS
-from trainables.components import Registry, describe_error, parse_params
-from trainables.data.datasets import DatasetSpec, dataset_info
-from trainables.defences import DEFENCES
-from trainables.learners import LEARNERS
+from sweep.execution import SchedulerSection
+from sweep.schema import SWEEP_NAME_PATTERN
+from sweep.specfile import read_spec_file
+from sweep.validation import (  # noqa: F401  (COMPONENT_KINDS, MAX_RESULTS: re-exported)
+    COMPONENT_KINDS,
+    MAX_RESULTS,
+    check_result_count,
+    validate,
+)
+from trainables.components import describe_error
+from trainables.data.datasets import DatasetSpec
 
-#: flat key naming the component -> its registry
-COMPONENT_KINDS: dict[str, Registry] = {
-    "learner": LEARNERS,
-    "trigger": TRIGGERS,
-    "poisoning": POISONINGS,
-    "defence": DEFENCES,
-}
 #: the spec section each selector key is written in
 ATTACK_KINDS = ("trigger", "poisoning")
+#: seeds (and ``dataset.split_seed``) are what NumPy and scikit-learn accept: 0 … 2³² − 1
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+#: spec fields that change no result, left out of `Spec.digest`
+NOT_FINGERPRINTED: dict[str, Any] = {
+    "store": True,
+    "description": True,
+    "execution": {"max_failures", "max_concurrent_trials"},
+}
 
 
 class _Section(BaseModel):
@@ -60,7 +69,7 @@ class DefenceSection(_Section):
 
 
 class CurvesSection(BaseModel):
-    """Backdoor learning curves (SCIENCE.md §5): off, or the β grid to retrain over.
+    """Backdoor learning curves (docs/science.md §5): off, or the β grid to retrain over.
 
     Enabled without ``betas``, the grid is ``trainables.measures.curves.DEFAULT_BETAS`` (0 and 12
     log-spaced values from 1e-3 to 1), written into the spec so the store records it.
@@ -81,7 +90,7 @@ class CurvesSection(BaseModel):
 
 
 class ExplainSection(BaseModel):
-    """Explanations per result (issue 8; `trainables.measures.influence`, `trainables.measures.dynamics`).
+    """Explanations per result (`trainables.measures.influence`, `trainables.measures.dynamics`).
 
     ``influence_k``: each result row gets ``influential_poison_frac``, the share of poisoned rows
     among the ``influence_k`` most influential training samples of a triggered non-target test
@@ -124,14 +133,14 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    name: Annotated[str, Field(pattern=SWEEP_NAME_PATTERN)]
     description: str = ""
     dataset: DatasetSpec = DatasetSpec()
     learner: LearnerSection
     attack: AttackSection
     defence: DefenceSection = DefenceSection()
     grid: dict[str, list[Any]] = {}
-    seeds: list[int] = [0]
+    seeds: list[Seed] = [0]
     curves: CurvesSection = CurvesSection()
     explain: ExplainSection = ExplainSection()
     execution: ExecutionSection = ExecutionSection()
@@ -192,8 +201,31 @@ class Spec(BaseModel):
         data["name"] = f"{self.name}-smoke" if not self.name.endswith("-smoke") else self.name
         return Spec.model_validate(data)
 
+    def fingerprinted(self) -> dict[str, Any]:
+        """The spec as JSON without the fields that change no result (`NOT_FINGERPRINTED`)."""
+        return self.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
+
     def digest(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        """A hash of what determines the results: the same for a store moved or spelled otherwise."""
+        return stable_hash(self.fingerprinted())
+
+
+def first_difference(before: Spec, after: Spec) -> str | None:
+    """``field: before → after`` for the first fingerprinted field that differs, else None."""
+    a, b = _flat(before.fingerprinted()), _flat(after.fingerprinted())
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "absent") != b.get(key, "absent"):
+            return f"{key}: {shown(a.get(key, 'absent'))} → {shown(b.get(key, 'absent'))}"
+    return None
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -206,15 +238,9 @@ def load_spec(path: str | Path | None = None) -> Spec:
     """Read and fully validate a spec file (the embedded default when ``path`` is None)."""
     path = Path(path) if path is not None else DEFAULT_SPEC
     if not path.is_file():
-        raise SweepError(f"spec file must be an existing YAML file; got {str(path)!r} (not found)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SweepError(f"spec file {path} is not valid YAML{where}: {problem}") from None
-    return parse_spec(raw, source=str(path))
+        why = "a folder" if path.is_dir() else "not found"
+        raise SweepError(f"spec file must be an existing YAML file; got {shown(str(path))} ({why})")
+    return parse_spec(read_spec_file(path), source=str(path))
 
 
 def parse_spec(raw: Any, source: str = "spec") -> Spec:
@@ -237,122 +263,3 @@ def with_overrides(spec: Spec, *, name: str | None = None, store: str | None = N
     if store is not None:
         data["store"] = store
     return parse_spec(data)
-
-
-# -- validation ------------------------------------------------------------------------------
-def _known_keys() -> set[str]:
-    keys = set(COMPONENT_KINDS) | {"target"}
-    for registry in COMPONENT_KINDS.values():
-        for cls in registry.values():
-            keys |= set(cls.Params.model_fields)
-    return keys
-
-
-def validate(spec: Spec) -> None:
-    """Check every name and value of the spec; raise `SweepError` with one line on the first problem."""
-    known = _known_keys()
-    for axis, values in spec.grid.items():
-        if axis not in known:
-            raise SweepError(f"grid axis must be one of {', '.join(sorted(known))}; got {axis!r}")
-        if axis == "seed":
-            raise SweepError("grid axis must not be 'seed'; list seeds under 'seeds'")
-        if not values:
-            raise SweepError(f"grid.{axis} must list at least one value; got []")
-    if not spec.seeds:
-        raise SweepError("seeds must list at least one seed; got []")
-    if len(set(spec.seeds)) != len(spec.seeds):
-        raise SweepError(f"seeds must not repeat; got {spec.seeds}")
-    if spec.execution.inner_axes != "auto":
-        for axis in spec.execution.inner_axes:
-            if axis not in spec.grid:
-                raise SweepError(
-                    f"execution.inner_axes must name grid axes {sorted(spec.grid)}; got {axis!r}"
-                )
-    if spec.curves.enabled and spec.curves.betas is not None:
-        betas = spec.curves.betas
-        if not any(b > 0 for b in betas):
-            raise SweepError(f"curves.betas must list at least one β in (0, 1]; got {betas}")
-        if len(set(betas)) != len(betas) or betas != sorted(betas):
-            raise SweepError(f"curves.betas must be distinct and increasing; got {betas}")
-
-    base, origins = spec.base_config()
-    for axis in spec.grid:
-        origins[axis] = f"grid.{axis}"
-    for key in base:
-        if key not in known:
-            raise SweepError(
-                f"{origins[key]} is not a known parameter; allowed: {', '.join(sorted(known))}"
-            )
-
-    info = dataset_info(spec.dataset)  # checks dataset.classes; image_folder reads its folder
-    classes, image_shape = info.classes, info.image_shape
-    used: set[str] = set()
-    seen: set[str] = set()
-    for cell in spec.cells():
-        for kind, registry in COMPONENT_KINDS.items():
-            cls = registry.get_class(cell[kind], origins[kind])
-            own = {k: cell[k] for k in cls.Params.model_fields if k in cell}
-            used |= set(own) | {kind}
-            memo = stable_hash([kind, cell[kind], own])
-            if memo in seen:
-                continue
-            seen.add(memo)
-            params = parse_params(cls, cell, origins)
-            if kind == "trigger":
-                try:
-                    cls(params).check(image_shape)
-                except SweepError as err:
-                    raise SweepError(_with_origin(str(err), origins)) from None
-        DEFENCES[cell["defence"]].check_cell(cell, origins)  # e.g. dp_sgd needs a network learner
-        if info.position(cell["target"]) is None:
-            raise SweepError(
-                f"{origins['target']} must be one of the classes {classes}; got {cell['target']!r}"
-            )
-        if (
-            "source" in POISONINGS[cell["poisoning"]].Params.model_fields
-            and str(cell.get("source", "all")) != "all"
-        ):
-            where, src = origins.get("source", "source"), str(cell["source"])
-            if info.position(src) is None:
-                raise SweepError(
-                    f"{where} must be 'all' or one of the classes {classes}; got {src!r}"
-                )
-            if info.position(src) == info.position(cell["target"]):
-                raise SweepError(
-                    f"{where} must differ from the target class {cell['target']!r}; got {src!r}"
-                )
-    _check_explain(spec, info, origins)
-    check_execution(spec)
-    used.add("target")
-    for key in list(base) + list(spec.grid):
-        if key not in used:
-            raise SweepError(
-                f"{origins[key]} is not read by the chosen learner/trigger/poisoning; got {key!r}"
-            )
-
-
-def _with_origin(message: str, origins: dict[str, str]) -> str:
-    field = message.split(" ", 1)[0]
-    return origins[field] + message[len(field) :] if field in origins else message
-
-
-def _check_explain(spec: Spec, info, origins: dict[str, str]) -> None:
-    """``explain.dynamics`` needs network learners; influence of scikit-learn learners needs two classes."""
-    ex = spec.explain
-    if not ex.dynamics and ex.influence_k is None:
-        return
-    for cell in spec.cells():
-        kind = getattr(LEARNERS[cell["learner"]], "kind", "")
-        if ex.dynamics and kind != "torch":
-            nets = ", ".join(
-                sorted(n for n, c in LEARNERS.items() if getattr(c, "kind", "") == "torch")
-            )
-            raise SweepError(
-                f"explain.dynamics needs a network learner ({nets}), since only they train by epochs; "
-                f"{origins['learner']} is {cell['learner']!r}"
-            )
-        if ex.influence_k is not None and kind != "torch" and len(info.classes) != 2:
-            raise SweepError(
-                f"explain.influence_k needs a binary problem with learner {cell['learner']!r} "
-                f"(networks: any number of classes); got {len(info.classes)} classes"
-            )

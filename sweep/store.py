@@ -10,26 +10,32 @@ Layout under the store root::
 
 Each part file holds every result of one Ray Tune trial and is written by the driver to a
 temporary file in the same folder, then renamed: a reader never sees half a file, and a trial
-written twice replaces itself instead of duplicating rows. A sweep is resumable because the
-trial ids are a hash of the trial's configurations: the ids already on disk are done.
+written twice replaces itself instead of duplicating rows. Every part of a table is written with
+the sweep's one schema for that table (`sweep.schema`), so any Parquet reader can read the folder
+as one table. A sweep is resumable because the trial ids are a hash of the trial's
+configurations: the ids already on disk are done. A write that fails (a full disk, a folder that
+became read-only) leaves no temporary file and raises one `SweepError` line.
 
 Readers refuse what they cannot trust, naming the file: a part that is not Parquet, a Parquet file
-without the store's key columns, or a file in ``trials/``/``curves/`` that is not a part at all.
-Hidden files (a ``.tmp-*`` left by a killed writer) are skipped; ``backdoor-sweep verify`` reports
-them. A run holds an exclusive lock on its sweep (``<store>/.locks/<sweep>.lock``, ``flock``), so
-two runs of one sweep name cannot interleave while runs of different sweeps share the store freely.
+without the store's key columns, a file in ``trials/``/``curves/`` that is not a part at all, a
+symbolic link (it could point outside the store), and a folder with part files but no
+``sweep.json``. Hidden files (a ``.tmp-*`` left by a killed writer) are skipped; ``backdoor-sweep
+verify`` reports them. A run holds an exclusive lock on its sweep (``<store>/.locks/<sweep>.lock``,
+``flock``), so two runs of one sweep name cannot interleave while runs of different sweeps share
+the store freely.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +44,47 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backdoor_sweep.errors import SweepError
+from sweep.schema import SCHEMA, SWEEP_NAME, TABLES
 
-TABLES = ("trials", "curves", "dynamics")
 PART_PREFIX = "part-"
 PART_NAME = re.compile(r"^part-([0-9a-f]+)\.parquet$")
-#: columns every part of a table must have (what joins results, trials and sweeps)
-KEY_COLUMNS = {
-    "trials": ("sweep", "trial_id", "result_id", "status"),
-    "curves": ("sweep", "trial_id", "result_id"),
-    "dynamics": ("sweep", "trial_id", "result_id"),
-}
 LOCK_DIR = ".locks"
 #: (path, mtime_ns, size) of part files whose footer and key columns were already checked
 _checked: set[tuple[str, int, int]] = set()
+_VERIFY = "move it out of the store or run `backdoor-sweep verify`"
+
+
+def check_sweep_name(name: str) -> str:
+    """``name`` if it is a sweep name (a folder of the store, never a path); else one line."""
+    if not isinstance(name, str) or not SWEEP_NAME.match(name):
+        raise SweepError(
+            "sweep name must be letters, digits, '_', '.' or '-' (not starting with '.' or "
+            f"'-', at most 100 characters, no '/'); got {str(name)[:120]!r}"
+        )
+    return name
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``.
+
+    On any failure the temporary file is removed and one `SweepError` line names the file and
+    the reason (e.g. no space left on device).
+    """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise SweepError(f"store file {path} could not be written ({_reason(err)})") from None
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
 
 
 class Store:
@@ -67,26 +92,63 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._schemas: dict[str, dict[str, pa.Schema]] = {}
 
     # -- sweeps -------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> Path:
-        return self.root / sweep
+        return self.root / check_sweep_name(sweep)
+
+    def scan(self) -> tuple[list[str], list[str]]:
+        """(the sweeps, problems): folders with a ``sweep.json``, and one line for each folder
+        with part folders but no ``sweep.json`` and each symbolic link among the sweep folders."""
+        if not self.root.is_dir():
+            return [], []
+        names, problems = [], []
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_symlink():
+                if p.is_dir():
+                    problems.append(
+                        f"store folder {p} is a symbolic link (to {os.readlink(p)}); {_VERIFY}"
+                    )
+            elif (p / "sweep.json").is_file():
+                names.append(p.name)
+            elif p.is_dir() and any((p / t).is_dir() for t in TABLES):
+                problems.append(
+                    f"store folder {p} has part files but no sweep.json (an orphaned sweep); {_VERIFY}"
+                )
+        return names, problems
 
     def sweeps(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "sweep.json").is_file())
+        """Every sweep of the store; one `SweepError` line if a folder cannot be trusted."""
+        names, problems = self.scan()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SweepError(problems[0] + more)
+        return names
+
+    def _lock_path(self, sweep: str) -> Path:
+        return self.root / LOCK_DIR / f"{check_sweep_name(sweep)}.lock"
 
     @contextmanager
     def lock(self, sweep: str) -> Iterator[None]:
         """Hold the sweep's exclusive lock; refuse at once if another process holds it.
 
         ``flock`` is released by the kernel when its holder dies, even by SIGKILL, so a crashed
-        run never leaves a stale lock behind.
+        run never leaves a stale lock behind. A store that is a file or cannot be written gives
+        one line.
         """
-        path = self.root / LOCK_DIR / f"{sweep}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
+        path = self._lock_path(sweep)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+")  # noqa: SIM115 - closed by the `with fh` below
+        except OSError as err:
+            raise SweepError(
+                f"--store must be a folder this process can write; got {str(self.root)!r} "
+                f"({_reason(err)})"
+            ) from None
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -102,18 +164,22 @@ class Store:
             fh.flush()
             yield
 
-    def is_locked(self, sweep: str) -> bool:
-        """True while some process is running this sweep."""
-        path = self.root / LOCK_DIR / f"{sweep}.lock"
+    def lock_holder(self, sweep: str) -> str | None:
+        """``"pid N on HOST"`` while some process runs this sweep; None when no one holds it."""
+        path = self._lock_path(sweep)
         if not path.is_file():
-            return False
+            return None
         with open(path) as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return True
+                return fh.read().strip() or "another process"
             fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+        return None
+
+    def is_locked(self, sweep: str) -> bool:
+        """True while some process is running this sweep."""
+        return self.lock_holder(sweep) is not None
 
     def exists(self, sweep: str) -> bool:
         return (self.sweep_dir(sweep) / "sweep.json").is_file()
@@ -121,7 +187,7 @@ class Store:
     def read_meta(self, sweep: str) -> dict[str, Any]:
         path = self.sweep_dir(sweep) / "sweep.json"
         if not path.is_file():
-            known = ", ".join(self.sweeps()) or "none"
+            known = ", ".join(self.scan()[0]) or "none"
             raise SweepError(
                 f"sweep must be one of the sweeps in {self.root} ({known}); got {sweep!r}"
             )
@@ -137,7 +203,10 @@ class Store:
 
     def write_meta(self, sweep: str, meta: dict[str, Any]) -> None:
         d = self.sweep_dir(sweep)
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SweepError(f"store folder {d} could not be created ({_reason(err)})") from None
         atomic_write_bytes(d / "sweep.json", json.dumps(meta, indent=2, default=str).encode())
 
     def update_meta(self, sweep: str, **changes: Any) -> dict[str, Any]:
@@ -150,6 +219,26 @@ class Store:
         d = self.sweep_dir(sweep)
         if d.exists():
             shutil.rmtree(d)
+        self._schemas.pop(sweep, None)
+
+    def schema(self, sweep: str, table: str) -> pa.Schema:
+        """The table's one schema for this sweep, from the spec in its ``sweep.json``."""
+        if sweep not in self._schemas:
+            from pydantic import ValidationError
+
+            from sweep.schema import spec_schemas
+            from sweep.spec import Spec
+
+            path = self.sweep_dir(sweep) / "sweep.json"
+            try:
+                spec = Spec.model_validate(self.read_meta(sweep)["spec"])
+            except ValidationError as err:
+                raise SweepError(
+                    f"store file {path} holds a spec that no longer validates "
+                    f"({_first_line(err)}); its schema is unknown"
+                ) from None
+            self._schemas[sweep] = spec_schemas(spec)
+        return self._schemas[sweep][table]
 
     # -- part files ---------------------------------------------------------------------------
     def part_path(self, sweep: str, table: str, trial_id: str) -> Path:
@@ -158,19 +247,28 @@ class Store:
     def parts(self, sweep: str, table: str = "trials") -> list[Path]:
         """The table's part files, each checked (readable Parquet with the key columns).
 
-        Raises a one-line `SweepError` naming the first file that is foreign or corrupt.
+        Raises a one-line `SweepError` naming the first file that is foreign, corrupt or a
+        symbolic link.
         """
         d = self.sweep_dir(sweep) / table
+        if d.is_symlink():
+            raise SweepError(
+                f"store folder {d} is a symbolic link (to {os.readlink(d)}); {_VERIFY}"
+            )
         if not d.is_dir():
             return []
         paths = []
         for path in sorted(d.iterdir()):
             if path.name.startswith("."):
                 continue  # a temporary file of a writer (or one it left when killed)
+            if path.is_symlink():
+                raise SweepError(
+                    f"store file {path} is a symbolic link (to {os.readlink(path)}); {_VERIFY}"
+                )
             if not PART_NAME.match(path.name) or not path.is_file():
                 raise SweepError(
                     f"store file {path} is not a part file (expected {table}/part-<trial id>.parquet); "
-                    "move it out of the store or run `backdoor-sweep verify`"
+                    f"{_VERIFY}"
                 )
             check_part(path, table)
             paths.append(path)
@@ -179,14 +277,27 @@ class Store:
     def done_trials(self, sweep: str) -> set[str]:
         return {p.stem[len(PART_PREFIX) :] for p in self.parts(sweep, "trials")}
 
-    def write_part(self, sweep: str, table: str, trial_id: str, rows: list[dict]) -> Path:
-        """Write one trial's rows atomically (temporary file, fsync, rename)."""
+    def write_part(
+        self,
+        sweep: str,
+        table: str,
+        trial_id: str,
+        rows: list[dict],
+        schema: pa.Schema | None = None,
+    ) -> Path:
+        """Write one trial's rows atomically (temporary file, fsync, rename) with the table's
+        schema (default: the sweep's, `schema`); a column outside it is refused."""
         path = self.part_path(sweep, table, trial_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame(rows)
-        tbl = pa.Table.from_pandas(frame, preserve_index=False)
+        schema = schema if schema is not None else self.schema(sweep, table)
+        data = conform(rows, schema, f"{table} of sweep {sweep!r}")
         sink = pa.BufferOutputStream()
-        pq.write_table(tbl, sink)
+        pq.write_table(data, sink)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SweepError(
+                f"store folder {path.parent} could not be created ({_reason(err)})"
+            ) from None
         atomic_write_bytes(path, sink.getvalue().to_pybytes())
         return path
 
@@ -218,6 +329,48 @@ class Store:
         return pd.concat(frames, ignore_index=True)
 
 
+def conform(rows: list[dict], schema: pa.Schema, what: str) -> pa.Table:
+    """``rows`` as an Arrow table of exactly ``schema``: absent columns are null, values are
+    coerced to the column's type (NaN is null), and a column the schema lacks is refused."""
+    extra = sorted({k for r in rows for k in r} - set(schema.names))
+    if extra:
+        raise SweepError(
+            f"column {extra[0]} is not in the schema of {what}"
+            + (f" (nor {', '.join(extra[1:4])})" if len(extra) > 1 else "")
+            + "; new metrics are declared in sweep/schema.py"
+        )
+    arrays = []
+    for field in schema:
+        values = [_coerce(r.get(field.name), field, what) for r in rows]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _coerce(v: Any, field: pa.Field, what: str) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+        return None
+    t = field.type
+    if hasattr(v, "item") and not isinstance(v, pd.Timestamp):
+        v = v.item()  # a numpy scalar
+        if isinstance(v, float) and math.isnan(v):
+            return None
+    ok = True
+    if pa.types.is_string(t):
+        return v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    if pa.types.is_floating(t):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    elif pa.types.is_integer(t):
+        ok = (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, float) and v.is_integer()
+        )
+        v = int(v) if ok else v
+    elif pa.types.is_boolean(t):
+        ok = isinstance(v, bool)
+    if not ok:
+        raise SweepError(f"column {field.name} of {what} must hold {t} values; got {str(v)[:80]!r}")
+    return v
+
+
 def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
@@ -232,14 +385,13 @@ def check_part(path: Path, table: str) -> None:
         names = set(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as err:
         raise SweepError(
-            f"store file {path} is corrupt or not Parquet ({_first_line(err)}); "
-            "move it out of the store or run `backdoor-sweep verify`"
+            f"store file {path} is corrupt or not Parquet ({_first_line(err)}); {_VERIFY}"
         ) from None
-    missing = [c for c in KEY_COLUMNS[table] if c not in names]
+    missing = [c for c in SCHEMA[table].required if c not in names]
     if missing:
         raise SweepError(
             f"store file {path} is not a backdoor-sweep {table} part (no column {', '.join(missing)}); "
-            "move it out of the store or run `backdoor-sweep verify`"
+            f"{_VERIFY}"
         )
     _checked.add(key)
 
@@ -249,6 +401,5 @@ def read_part(path: Path) -> pd.DataFrame:
         return pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as err:
         raise SweepError(
-            f"store file {path} is corrupt or not Parquet ({_first_line(err)}); "
-            "move it out of the store or run `backdoor-sweep verify`"
+            f"store file {path} is corrupt or not Parquet ({_first_line(err)}); {_VERIFY}"
         ) from None

@@ -73,3 +73,27 @@ def test_packages_name_their_public_api():
         assert mod.__all__, package
         for name in mod.__all__:
             assert getattr(mod, name) is not None, f"{package}.{name}"
+
+
+def test_public_names_are_not_shadowed_by_their_modules():
+    """``from analysis import load`` gives the function even after ``analysis.load`` was imported."""
+    import importlib
+    import pkgutil
+
+    for package in (
+        "trainables",
+        "trainables.data",
+        "trainables.attacks",
+        "trainables.learners",
+        "trainables.measures",
+        "sweep",
+        "analysis",
+    ):
+        mod = importlib.import_module(package)
+        for info in pkgutil.iter_modules(mod.__path__):
+            importlib.import_module(f"{package}.{info.name}")
+        for name in mod.__all__:
+            value = getattr(mod, name)
+            assert not hasattr(value, "__path__") and type(value).__name__ != "module", (
+                f"{package}.{name} is a module, not the public object"
+            )

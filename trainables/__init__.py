@@ -18,6 +18,7 @@ _WHERE = {
     "CleanFinetune": "defences",
     "CleanFinetuneParams": "defences",
     "Component": "components",
+    "Hyperparameters": "components",
     "DEFENCES": "defences",
     "DPSGD": "defences",
     "DPSGDParams": "defences",
@@ -34,6 +35,7 @@ _WHERE = {
     "ResultRows": "trial",
     "describe_error": "components",
     "draw_trusted": "defences",
+    "hyperparameter_init": "components",
     "make_defence": "defences",
     "own_label_probability": "defences",
     "parse_params": "components",
@@ -43,6 +45,7 @@ _WHERE = {
     "split_train_val": "defences",
     "split_validation": "epochs",
     "tune_trial": "trial",
+    "with_origin": "components",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -5,15 +5,30 @@ with the grid axes (``trigger_size: [1, 2, 3]``). Each component class declares 
 names it accepts as a pydantic model ``Params`` (types, ranges, defaults); adding a component is
 adding one class and one registry line. Validation errors become one-line `SweepError`s that name
 the parameter, the value and what is allowed.
+
+Checks that need more than one parameter, or the dataset (a trigger larger than the image, a
+source class equal to the target), are a component's ``check_cell``; ``check_keys`` names the flat
+keys it reads, so validation runs it once per combination of those keys' values — not once per
+grid cell (`sweep.validation`).
+
+Learners are scikit-learn estimators, whose ``__init__`` must take every hyperparameter as a
+keyword and only store it. `hyperparameter_init` writes that ``__init__`` from the ``Params``
+model, so each hyperparameter is declared once (type, range and default) and an estimator accepts
+exactly its own.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import inspect
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
+
+if TYPE_CHECKING:
+    from trainables.data.datasets import DatasetInfo
 
 
 class Params(BaseModel):
@@ -29,23 +44,26 @@ class NoParams(Params):
 def describe_error(err: ValidationError, where: str = "", origins: dict | None = None) -> str:
     """One line from a pydantic error: ``<where><field> must be ...; got <value>``.
 
-    ``origins`` maps a field name to where the user wrote it (e.g. ``C`` -> ``grid.C``).
+    ``origins`` maps a field name to where the user wrote it (e.g. ``C`` -> ``grid.C``). Values
+    are quoted through `shown`, so a huge value cannot flood the message.
     """
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"]]
     if origins and loc and loc[0] in origins:
         loc[0] = origins[loc[0]]
     field = ".".join(loc) or "value"
-    value = first.get("input")
+    value = shown(first.get("input"))
     msg = first["msg"]
     msg = msg[0].lower() + msg[1:] if msg else msg
     if first["type"] == "extra_forbidden":
-        return f"{where}{field} is not a parameter here; got {value!r}"
+        return f"{where}{field} is not a parameter here; got {value}"
     if first["type"] == "literal_error":
         allowed = msg.split("input should be", 1)[-1].strip()
-        return f"{where}{field} must be one of {allowed}; got {value!r}"
-    msg = msg.replace("input should be ", "must be ")
-    return f"{where}{field} {msg}; got {value!r}"
+        return f"{where}{field} must be one of {allowed}; got {value}"
+    msg = re.sub(
+        r"^(input|string|list|value|dictionary|integer|number|tuple) should ", "must ", msg
+    )
+    return f"{where}{field} {msg}; got {value}"
 
 
 class Component:
@@ -53,17 +71,29 @@ class Component:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = NoParams
+    #: the flat keys ``check_cell`` reads (its own parameters or others'); none: no cell check
+    check_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Params) -> None:
         self.params = params
 
     @classmethod
-    def param_names(cls) -> set[str]:
-        return set(cls.Params.model_fields)
-
-    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Component:
         return cls(parse_params(cls, config))
+
+    @classmethod
+    def check_cell(cls, cell: dict, origins: dict, info: DatasetInfo) -> None:
+        """Refuse a grid point this component cannot run, before anything runs.
+
+        ``cell`` is a flat configuration, ``origins`` maps a key to where the user wrote it and
+        ``info`` describes the dataset. Only the keys in ``check_keys`` vary between calls.
+        """
+
+
+def with_origin(message: str, origins: dict) -> str:
+    """``message`` with its first word, a flat key, replaced by where the user wrote it."""
+    field = message.split(" ", 1)[0]
+    return origins[field] + message[len(field) :] if field in origins else message
 
 
 def parse_params(cls: type, config: dict[str, Any], origins: dict | None = None) -> Params:
@@ -75,6 +105,59 @@ def parse_params(cls: type, config: dict[str, Any], origins: dict | None = None)
         raise SweepError(describe_error(err, origins=origins)) from None
 
 
+def hyperparameter_init(params: type[Params], **extra: Any):
+    """A scikit-learn ``__init__`` whose keyword arguments are the fields of ``params``.
+
+    Each field's default is the model's; ``extra`` adds constructor arguments that are not spec
+    parameters (``random_state``, or what a defence sets with ``set_params``), with their
+    defaults. The function only stores its arguments, as scikit-learn requires; its signature
+    is what ``get_params`` and ``clone`` read. Values are not checked here: the spec's
+    ``Params`` validation does that before anything runs.
+    """
+    defaults: dict[str, Any] = {}
+    for name, field in params.model_fields.items():
+        if field.is_required():
+            raise TypeError(f"{params.__name__}.{name} needs a default to be a hyperparameter")
+        defaults[name] = field.get_default(call_default_factory=True)
+    clash = sorted(set(extra) & set(defaults))
+    if clash:
+        raise TypeError(f"{params.__name__} already declares {', '.join(clash)}")
+    defaults.update(extra)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    signature = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
+        + [inspect.Parameter(name, kw, default=value) for name, value in defaults.items()]
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected hyperparameter {unknown[0]!r}; "
+                f"it accepts {', '.join(defaults)}"
+            )
+        for name, default in defaults.items():
+            setattr(self, name, kwargs.get(name, default))
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__doc__ = f"Store the hyperparameters ({', '.join(defaults)})."
+    return __init__
+
+
+class Hyperparameters:
+    """Mixin for estimators: each subclass that sets ``Params`` (or ``init_extras``) gets the
+    ``__init__`` `hyperparameter_init` writes from them, so it cannot drift from the model."""
+
+    Params: ClassVar[type[Params]]
+    #: constructor arguments that are not spec parameters, with their defaults
+    init_extras: ClassVar[dict[str, Any]] = {"random_state": None}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in vars(cls) or "init_extras" in vars(cls):
+            cls.__init__ = hyperparameter_init(cls.Params, **cls.init_extras)  # type: ignore[method-assign]
+
+
 class Registry(dict):
     """name -> component class, with a one-line error for unknown names."""
 
@@ -83,7 +166,7 @@ class Registry(dict):
         self.kind = kind
 
     def get_class(self, name: object, field: str | None = None) -> type:
-        if name not in self:
+        if not isinstance(name, str) or name not in self:
             allowed = ", ".join(sorted(self))
-            raise SweepError(f"{field or self.kind} must be one of {allowed}; got {name!r}")
+            raise SweepError(f"{field or self.kind} must be one of {allowed}; got {shown(name)}")
         return self[name]

@@ -225,3 +225,28 @@ def test_network_sweep_stores_dynamics_and_explains_them(tmp_path, cli_env, ray_
     html = without_plotly(out.read_text())
     assert "training dynamics" in html and "poisoned samples, trigger removed" in html
     assert "last-layer influence" in html and "the store says" not in html
+
+
+# -- what is explained by default ---------------------------------------------------------------
+def test_defaults_pick_attacked_settings_strongest_first(tmp_path):
+    from analysis.explain import attack_strength, default_rows, pick_rows, strongest_first
+    from analysis.load import load
+    from tests.handmade import write_sweep
+
+    df = load(write_sweep(tmp_path, "hand"), "hand")
+    strength = attack_strength(df)
+    # hand-made ASR grows with the trigger size; poison_rate 0 has no poison and is not an attack
+    assert list(strength[["poison_rate", "trigger_size"]].itertuples(index=False, name=None)) == [
+        (0.1, 3),
+        (0.1, 1),
+    ]
+    rows = strongest_first(df, pick_rows(df[(df["C"] == 1.0) & (df["gamma"] == 0.1)]))
+    assert list(rows["poison_rate"]) == [0.1, 0.1] and list(rows["trigger_size"]) == [3, 1]
+    clean_only = df[(df["C"] == 1.0) & (df["poison_rate"] == 0.0)]
+    assert len(strongest_first(df, pick_rows(clean_only))) == 4  # nothing else matched: kept
+    picked, labels = default_rows(df)
+    assert labels == ["recommended", "most vulnerable accurate configuration"]
+    # recommended C=1, gamma=0.1; most vulnerable accurate C=10, gamma=0.1 (C=0.1 is inaccurate)
+    assert list(zip(picked["C"], picked["gamma"], strict=True)) == [(1.0, 0.1), (10.0, 0.1)]
+    assert set(picked["poison_rate"]) == {0.1} and set(picked["trigger_size"]) == {3}
+    assert set(picked["seed"]) == {0}

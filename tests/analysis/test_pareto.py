@@ -96,3 +96,12 @@ def test_render_pareto_draws_front_and_recommendation():
     front = fig.data[1]
     assert list(front.x) == sorted(front.x) and len(front.x) == 3
     assert list(fig.data[2].text) == ["C=1, gamma=1"]
+
+
+def test_render_pareto_greys_the_band_outside_the_clean_accuracy_tolerance():
+    points = pareto_points(frame(), y="slope")
+    best = points["clean_acc"].max()
+    fig = render_pareto(points, "clean_acc", "slope", clean_tolerance=0.01)
+    (band,) = fig.layout.shapes
+    assert band.x1 == pytest.approx(best - 0.01) and band.x0 < points["clean_acc"].min()
+    assert render_pareto(points, "clean_acc", "slope", clean_tolerance=1.0).layout.shapes == ()

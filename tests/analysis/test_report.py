@@ -65,7 +65,8 @@ def test_one_sweep_report_is_self_contained_and_complete(tmp_path):
     # heatmaps of clean_acc and asr (one panel per attack setting), worst-case ASR, Pareto front
     assert "<h3>clean_acc</h3>" in rest and "<h3>asr</h3>" in rest and "<h3>slope</h3>" not in rest
     assert "poison_rate = 0.1, trigger_size = 3" in rest
-    assert len(figures(rest)) == 4
+    # 2 heatmaps + worst case + importance + parallel coordinates + Pareto
+    assert len(figures(rest)) == 4 + 2
     assert "2 failed results" in rest and "ValueError: boom" in rest
     assert "comparison of sweeps" not in rest
 
@@ -87,8 +88,9 @@ def test_several_sweeps_get_a_comparison_curves_and_slope(tmp_path):
         and 'data-objective="slope"' in curvy
     )
     assert "clean accuracy vs slope" in curvy
-    # plain: 3 heatmap figures + Pareto; curvy: 4 heatmap figures + curves + 2 Pareto
-    assert len(figures(rest)) == 4 + 7
+    # plain: 3 heatmap figures + Pareto; curvy: 4 heatmap figures + curves + 2 Pareto;
+    # each also importance and parallel coordinates
+    assert len(figures(rest)) == (4 + 2) + (7 + 2)
 
 
 def test_report_refuses_what_it_cannot_show(tmp_path):
@@ -108,7 +110,8 @@ def test_a_sweep_whose_results_all_failed_is_reported_not_fatal(tmp_path):
     rest = page_without_library(build_report(store, out=tmp_path / "r.html").read_text())
     bad = rest[rest.index('id="bad"') : rest.index('id="good"')]
     assert "no successful results to select from" in bad and "72 failed results" in bad
-    assert figures(bad) == [] and len(figures(rest)) == 4
+    assert figures(bad) == [] and len(figures(rest)) == 4 + 2
+    assert "no verdict: no successful results to select from" in bad
 
 
 # -- the browser test --------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def open_in_browser(browser, html_path: Path, screenshot: str) -> dict:
         figures: [...document.querySelectorAll('.figure')].map(f => {
             const r = f.getBoundingClientRect();
             return {svgs: f.querySelectorAll('.js-plotly-plot .main-svg').length,
-                    traces: f.querySelectorAll('.js-plotly-plot .trace, .js-plotly-plot .hm').length,
+                    traces: f.querySelectorAll('.js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .parcoords').length,
                     width: r.width, height: r.height};
         }),
         scrollWidth: document.documentElement.scrollWidth,
@@ -197,4 +200,75 @@ def test_comparison_report_with_curves_renders_in_chromium(browser, tmp_path):
     store = write_sweep(tmp_path, "curvy", with_slope=True, with_curves=True)
     out = build_report(store, ["plain", "curvy"], tmp_path / "both.html")
     result = open_in_browser(browser, out, "report-comparison.png")
-    check_page(result, 11)
+    check_page(result, 15)
+
+
+# -- the story: the verdict first, accurate models only, DP -------------------------------------
+def test_the_section_opens_with_the_verdict(tmp_path):
+    from analysis.verdict import verdict_info
+
+    store = write_sweep(tmp_path, "hand", with_slope=True)
+    rest = page_without_library(build_report(store, out=tmp_path / "r.html").read_text())
+    v = verdict_info(load(store, "hand"))
+    assert "how to read this report" in rest[: rest.index('id="hand"')]
+    section = rest[rest.index('id="hand"') :]
+    assert section.index('data-verdict="1"') < section.index("what was swept")
+    verdict = section[section.index('data-verdict="1"') : section.index("what was swept")]
+    assert f"use {format_choice(v.recommended.choice)}" in verdict
+    clean, asr = v.recommended.values["clean_acc"], v.recommended.values["asr"]
+    assert f"{clean['ci_low']:.3f} – {clean['ci_high']:.3f}" in verdict
+    assert f"{asr['ci_low']:.3f} – {asr['ci_high']:.3f}" in verdict
+    assert "ASR, worst case over the attacks swept (at poison_rate=0.1, trigger_size=3)" in verdict
+    # hand-made: every accurate configuration is backdoored at the one poisoned rate
+    assert "No accurate configuration keeps ASR below 0.5 at poison_rate 0.1" in verdict
+    assert "The 3 criteria agree" in verdict and "use it when" in verdict
+    # heatmaps grey what is outside the tolerance and outline the recommendation
+    assert "grey: clean accuracy more than 0.01 below the best" in section
+    assert "outlined: the recommended configuration" in section
+    assert "what moves ASR and clean accuracy" in section
+    # the most vulnerable explained is an accurate one (C=0.1 is inaccurate: clean 0.6)
+    assert "most vulnerable accurate configuration: C=10, gamma=0.1" in section
+
+
+@pytest.mark.slow  # the explanations rebuild a CNN
+def test_dp_sweeps_show_epsilon_and_the_privacy_view(tmp_path):
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from tests.handmade import write_store
+
+    rows = []
+    for noise, rate, seed in itertools.product((0.0, 0.5, 1.0), (0.05, 0.2), (0, 1)):
+        rows.append(
+            {
+                "learner": "cnn",
+                "trigger": "patch",
+                "poisoning": "dirty_label",
+                "target": 1,
+                "defence": "dp_sgd",
+                "dp_delta": 1e-5,
+                "dp_noise": noise,
+                "poison_rate": rate,
+                "seed": seed,
+                "n_poison": int(rate * 100),
+                "clean_acc": 0.99 - 0.005 * noise + 0.001 * seed,
+                "asr": 0.9 - 0.3 * noise + rate,
+                "dp_epsilon": np.nan if noise == 0 else 4.0 / noise + 0.1 * seed,
+            }
+        )
+    raw = {
+        "dataset": {"name": "digits", "classes": [7, 1]},
+        "learner": {"name": "cnn"},
+        "attack": {"trigger": "patch", "poisoning": "dirty_label", "target": 1},
+        "defence": {"name": "dp_sgd", "dp_delta": 1e-5},
+        "grid": {"dp_noise": [0.0, 0.5, 1.0], "poison_rate": [0.05, 0.2]},
+        "seeds": [0, 1],
+    }
+    store = write_store(tmp_path, "dp", raw, pd.DataFrame(rows))
+    rest = page_without_library(build_report(store, out=tmp_path / "r.html").read_text())
+    verdict = rest[rest.index('data-verdict="1"') : rest.index("what was swept")]
+    assert "use dp_noise=1" in verdict and "ε = 4.05 at δ = 1e-05" in verdict
+    assert "privacy, robustness and accuracy" in rest and "ε (δ = 1e-05)" in rest
+    assert '<td>dp_noise=0</td><td class="num">∞</td>' in rest

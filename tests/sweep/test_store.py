@@ -228,7 +228,7 @@ def test_an_interrupted_sweep_is_a_note_not_a_problem(store):
     assert report.ok, report.problems
     assert report.notes == [
         f"{store.sweep_dir(NAME)}/curves/{gone.name}: curves of a trial whose trials part is not written yet",
-        f"{NAME}: 3 of 4 trials stored (unfinished: `backdoor-sweep resume {NAME}`)",
+        f"{NAME}: 3 of 4 trials stored (unfinished: `backdoor-sweep resume {NAME} --store {store.root}`)",
     ]
 
 
@@ -279,3 +279,31 @@ def test_plan_ids_are_stable_and_distinct():
     assert [p.trial_id for p in a] == [p.trial_id for p in b]
     ids = [u["result_id"] for p in a for u in p.results]
     assert len(ids) == len(set(ids)) == spec.n_results
+
+
+@pytest.mark.slow
+def test_verify_repair_then_resume_restores_a_damaged_store(ray_runtime, tmp_path):
+    """What `verify` prints is what fixes the store: repair, then the resume it names."""
+    from sweep.repair import repair_store
+    from sweep.verify import format_report
+
+    raw = load_spec().smoke().model_dump(mode="json")
+    raw.update(name=NAME, store=str(tmp_path / "store"))
+    spec = parse_spec(raw)
+    run_sweep(spec, show_progress=False)
+    store = Store(spec.store)
+    _config_mismatch(store)  # the first part: rows that are not what their ids say
+    parts(store)[1].write_bytes(b"PAR1 this is not a parquet file")
+    _foreign(store)
+    report = verify_store(store)
+    lines = format_report(report)
+    assert lines[-2:] == [
+        f"repair: backdoor-sweep verify --repair --store {store.root}",
+        f"then: backdoor-sweep resume {NAME} --store {store.root}",
+    ]
+    repair_store(store, report)
+    after = verify_store(store)
+    assert after.ok, after.problems
+    assert format_report(after)[-1] == f"finish: backdoor-sweep resume {NAME} --store {store.root}"
+    assert run_sweep(spec, resume=True, show_progress=False).complete
+    assert verify_store(store).ok and len(store.read_table("trials", NAME)) == 16

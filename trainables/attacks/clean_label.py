@@ -1,4 +1,4 @@
-"""Clean-label hardening (SCIENCE.md §2): make target-class images hard to classify before triggering.
+"""Clean-label hardening (docs/science.md §2): make target-class images hard to classify before triggering.
 
 A clean-label poison keeps its true label t, so the learner only links the trigger to t if the
 image's own features do not already explain the label. Hardening removes those features:

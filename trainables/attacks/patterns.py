@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, cut, shown
 
 #: the patterns a square (patch-like) trigger can carry
 SQUARE_PATTERNS = ("random", "checkerboard", "solid")
@@ -69,15 +69,17 @@ def load_image(path: str, height: int, width: int, channels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
-        raise SweepError(f"pattern_image must be an existing image file; got {path!r} (not found)")
+        raise SweepError(
+            f"pattern_image must be an existing image file; got {shown(path)} (not found)"
+        )
     try:
         with Image.open(path) as img:
             mode = "RGB" if channels == 3 else "L"
             img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as err:
         raise SweepError(
-            f"pattern_image must be an image file Pillow can read; got {path!r} ({err})"
+            f"pattern_image must be an image file Pillow can read; got {shown(path)} ({cut(str(err))})"
         ) from None
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], channels, axis=2)

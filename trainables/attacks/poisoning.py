@@ -1,4 +1,4 @@
-"""Poisoning strategies (SCIENCE.md §2).
+"""Poisoning strategies (docs/science.md §2).
 
 A strategy takes the clean training set, a fitted trigger, the target label index, the number of
 classes, the result's random generator and (optionally) the class names, and returns a `Poisoned`
@@ -10,6 +10,8 @@ and extra columns for the store. Every strategy stores
   that class}, every class listed, in class order.
 
 Counts are floor(rate·N) (with a 1e-9 guard so 0.29·100 gives 29, not 28 through rounding).
+Spec validation calls a strategy's ``check_cell`` (e.g. a supplant source class that is not the
+target) once per combination of the values of its ``check_keys``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, field_validator
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
 from trainables.attacks.clean_label import CleanLabelParams, harden
 from trainables.attacks.triggers import Trigger
-from trainables.components import Component, Params, Registry
+from trainables.components import Component, Params, Registry, parse_params
 
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 ClassRate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -182,6 +184,24 @@ class Supplant(Poisoning):
 
     name = "supplant"
     Params = SupplantParams
+    check_keys = ("source", "target")
+
+    @classmethod
+    def check_cell(cls, cell, origins, info):
+        """A one-to-one source is a selected class other than the target."""
+        src = str(parse_params(cls, cell, origins).source)
+        if src == "all":
+            return
+        where = origins.get("source", "source")
+        pos = info.position(src)
+        if pos is None:
+            raise SweepError(
+                f"{where} must be 'all' or one of the classes {info.classes}; got {shown(src)}"
+            )
+        if pos == info.position(cell["target"]):
+            raise SweepError(
+                f"{where} must differ from the target class {shown(cell['target'])}; got {shown(src)}"
+            )
 
     def poison(self, X, y, trigger, target, n_classes, rng, classes=None):
         y = np.asarray(y)

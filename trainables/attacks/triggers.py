@@ -1,10 +1,11 @@
-"""Backdoor triggers (SCIENCE.md §3).
+"""Backdoor triggers (docs/science.md §3).
 
 A trigger is built from its parameters, ``fit`` on the training images once per result (seeding
 its pattern, or learning a PCA basis), then ``apply``-ed to any batch of images of the same shape.
 Images are float arrays in [0, 1] of shape (n, H, W) or (n, H, W, C); the output has the same shape
-and stays in [0, 1]. ``check(image_shape)`` refuses a trigger that does not fit the image before
-anything runs.
+and stays in [0, 1]. ``check(image_shape)`` refuses a trigger that does not fit the image (or a
+``pattern_image`` that is not an image) before anything runs: spec validation calls it through
+``check_cell`` once per combination of the values of the keys in ``check_keys``.
 
 Quantities on the pixel scale (``amplitude``, ``visibility``) are given on the 0–255 scale, like
 the clean-label ``epsilon``, and divided by 255 here. Additive triggers (sine, low variance) follow
@@ -21,7 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
 from trainables.attacks.patterns import (
     centre_slices,
     channels_of,
@@ -30,13 +31,14 @@ from trainables.attacks.patterns import (
     even_grid,
     four_corner_layout,
     full_pattern,
+    load_image,
     low_variance_basis,
     make_pattern,
     paste,
     sine_rows,
     x_mask,
 )
-from trainables.components import Component, Params, Registry
+from trainables.components import Component, Params, Registry, parse_params, with_origin
 
 Corner = Literal["bottom_right", "bottom_left", "top_right", "top_left"]
 Pattern = Literal["random", "checkerboard", "solid"]
@@ -62,6 +64,15 @@ class Trigger(Component):
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         """Raise `SweepError` when the trigger cannot be applied to images of this shape."""
+
+    @classmethod
+    def check_cell(cls, cell, origins, info):
+        """`check` on the dataset's image shape, the message naming where the user wrote the key."""
+        trigger = cls(parse_params(cls, cell, origins))
+        try:
+            trigger.check(info.image_shape)
+        except SweepError as err:
+            raise SweepError(with_origin(str(err), origins)) from None
 
     def fit(self, X_train: np.ndarray, rng: np.random.Generator) -> Trigger:
         shape = tuple(np.shape(X_train)[1:])
@@ -114,17 +125,23 @@ def _check_side(size: int, image_shape: tuple[int, ...], times: int = 1, why: st
         )
 
 
-def _check_pattern_image(params: Params) -> None:
+def _check_pattern_image(params: Params, image_shape: tuple[int, ...]) -> None:
+    """``pattern_image`` is given exactly with ``pattern: image``, and opens as an image."""
     if params.pattern == "image" and params.pattern_image is None:
         raise SweepError("pattern_image must name an image file when pattern is 'image'; got None")
     if params.pattern != "image" and params.pattern_image is not None:
         raise SweepError(
             f"pattern_image is read only when pattern is 'image'; got pattern {params.pattern!r}"
         )
-    if params.pattern_image is not None and not Path(params.pattern_image).is_file():
-        raise SweepError(
-            f"pattern_image must be an existing image file; got {params.pattern_image!r} (not found)"
-        )
+    if params.pattern_image is not None:
+        path = Path(params.pattern_image)
+        if not path.is_file():
+            why = "a folder" if path.is_dir() else "not found"
+            raise SweepError(
+                f"pattern_image must be an existing image file; got {shown(str(path))} ({why})"
+            )
+        h, w = image_shape[:2]
+        load_image(params.pattern_image, h, w, channels_of(image_shape))  # decodes, or one line
 
 
 # -- square triggers --------------------------------------------------------------------------
@@ -139,6 +156,7 @@ class PatchTrigger(Trigger):
 
     name = "patch"
     Params = PatchParams
+    check_keys = ("trigger_size",)
 
     def check(self, image_shape):
         _check_side(self.params.trigger_size, image_shape)
@@ -166,6 +184,7 @@ class RandomSquareTrigger(Trigger):
 
     name = "random_square"
     Params = RandomSquareParams
+    check_keys = ("trigger_size",)
 
     def check(self, image_shape):
         _check_side(self.params.trigger_size, image_shape)
@@ -196,6 +215,7 @@ class FourCornerTrigger(Trigger):
 
     name = "four_corner"
     Params = FourCornerParams
+    check_keys = ("trigger_size",)
 
     def check(self, image_shape):
         _check_side(
@@ -225,6 +245,7 @@ class XTrigger(Trigger):
 
     name = "x"
     Params = XParams
+    check_keys = ("trigger_size",)
 
     def check(self, image_shape):
         _check_side(self.params.trigger_size, image_shape)
@@ -252,6 +273,7 @@ class ReducedAmplitudeTrigger(Trigger):
 
     name = "reduced_amplitude"
     Params = ReducedAmplitudeParams
+    check_keys = ("trigger_size",)
 
     def check(self, image_shape):
         _check_side(self.params.trigger_size, image_shape)
@@ -292,9 +314,10 @@ class BlendTrigger(Trigger):
 
     name = "blend"
     Params = BlendParams
+    check_keys = ("pattern", "pattern_image")
 
     def check(self, image_shape):
-        _check_pattern_image(self.params)
+        _check_pattern_image(self.params, image_shape)
 
     def _fit(self, X_train, rng):
         h, w = self.image_shape_[:2]
@@ -345,9 +368,10 @@ class LowVarianceTrigger(Trigger):
 
     name = "low_variance"
     Params = LowVarianceParams
+    check_keys = ("pattern", "pattern_image")
 
     def check(self, image_shape):
-        _check_pattern_image(self.params)
+        _check_pattern_image(self.params, image_shape)
 
     def _fit(self, X_train, rng):
         h, w = self.image_shape_[:2]

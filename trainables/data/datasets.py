@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import train_test_split
 
-from backdoor_sweep.errors import SweepError
+from backdoor_sweep.errors import SweepError, shown
 from trainables.data.formats import (
     IDX_DATASETS,
     Source,
@@ -69,7 +69,7 @@ class DatasetSpec(BaseModel):
     classes: list[Any] | None = None
     #: for datasets without an official test split (default 0.3)
     test_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
-    split_seed: int = 0
+    split_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     n_train: Annotated[int, Field(ge=2)] | None = None
     n_test: Annotated[int, Field(ge=1)] | None = None
     #: folder holding the dataset files (default $BACKDOOR_SWEEP_DATA, else ./data)
@@ -104,7 +104,9 @@ class Dataset:
         """Label index of a class given by name (or by its index among all the dataset's classes)."""
         pos = class_position(self.classes, self.all_classes or self.classes, name)
         if pos is None:
-            raise SweepError(f"{field} must be one of the classes {self.classes}; got {name!r}")
+            raise SweepError(
+                f"{field} must be one of the classes {self.classes}; got {shown(name)}"
+            )
         return pos
 
 
@@ -184,17 +186,17 @@ def _resolve_classes(
     if refs is None:
         refs = list(all_classes)
     if len(refs) < 2:
-        raise SweepError(f"{field} must name at least 2 classes; got {refs!r}")
+        raise SweepError(f"{field} must name at least 2 classes; got {shown(refs)}")
     idx = []
     for ref in refs:
         i = _all_position(all_classes, ref)
         if i is None:
             raise SweepError(
-                f"{field} must be classes of the dataset {list(all_classes)} (by name or index); got {ref!r}"
+                f"{field} must be classes of the dataset {list(all_classes)} (by name or index); got {shown(ref)}"
             )
         idx.append(i)
     if len(set(idx)) != len(idx):
-        raise SweepError(f"{field} must not repeat a class; got {refs!r}")
+        raise SweepError(f"{field} must not repeat a class; got {shown(refs)}")
     return idx
 
 
@@ -222,7 +224,7 @@ def check_dataset_spec(spec: DatasetSpec) -> None:
         for field in ("folder", "image_size", "grayscale"):
             if getattr(spec, field) is not None:
                 raise SweepError(
-                    f"dataset.{field} is only read by image_folder, not {name}; got {getattr(spec, field)!r}"
+                    f"dataset.{field} is only read by image_folder, not {name}; got {shown(getattr(spec, field))}"
                 )
     elif spec.folder is None:
         raise SweepError(
@@ -238,7 +240,7 @@ def check_dataset_spec(spec: DatasetSpec) -> None:
         )
     if name in BUNDLED and spec.data_root is not None:
         raise SweepError(
-            f"dataset.data_root is not read by {name} ({BUNDLED[name]}); got {spec.data_root!r}"
+            f"dataset.data_root is not read by {name} ({BUNDLED[name]}); got {shown(spec.data_root)}"
         )
 
 
@@ -350,7 +352,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     for split, n in (("train", len(tr)), ("test", len(te))):
         if n == 0:
             raise SweepError(
-                f"dataset {spec.name} has no {split} samples of the classes {spec.classes!r}"
+                f"dataset {spec.name} has no {split} samples of the classes {shown(spec.classes)}"
             )
     tr = _subsample(tr, remap[train.y[tr]], spec.n_train, spec.split_seed, "dataset.n_train")
     te = _subsample(te, remap[test.y[te]], spec.n_test, spec.split_seed, "dataset.n_test")

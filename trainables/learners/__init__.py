@@ -17,7 +17,6 @@ _WHERE = {
     "SVMLinear": "sklearn_learners",
     "SVMRBF": "sklearn_learners",
     "SklearnLearner": "sklearn_learners",
-    "TORCH_LEARNERS": "torch_learners",
     "TorchLearner": "torch_learners",
     "TorchLogistic": "torch_learners",
     "TorchParams": "torch_learners",

@@ -1,7 +1,7 @@
 """Torch modules for the network learners: a small CNN, an MLP, ResNet-18 and logistic regression.
 
 Every module splits into ``features(x) -> h`` (the penultimate, "latent" representation that the
-regularisers of SCIENCE.md §8 act on) and ``head(h) -> logits``; ``forward`` is their composition.
+regularisers of docs/science.md §8 act on) and ``head(h) -> logits``; ``forward`` is their composition.
 Inputs are (n, C, H, W) float tensors. The small CNN uses GroupNorm, not BatchNorm, so Opacus can
 compute per-sample gradients for it without changing the architecture; ResNet-18 keeps torchvision's
 BatchNorm unless DP-SGD is on, where Opacus's ``ModuleValidator.fix`` swaps it for GroupNorm.

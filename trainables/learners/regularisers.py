@@ -1,12 +1,12 @@
-"""The training objective of the network learners and its latent regularisers (SCIENCE.md §8).
+"""The training objective of the network learners and its latent regularisers (docs/science.md §8).
 
 One mini-batch's objective, for anchor weights wᵢ (1/B for a plain mean; 1/B_clean or β/B_poison
-for the backdoor learning curve, SCIENCE.md §5), logits zᵢ and latent representations hᵢ (the
+for the backdoor learning curve, docs/science.md §5), logits zᵢ and latent representations hᵢ (the
 input of the network's last layer):
 
     Σᵢ wᵢ·(CE(zᵢ, yᵢ) + λ_ls·‖zᵢ‖₂) + λ_mm·R_mixup + λ_c·R_contrastive + λ_s·R_snnl
 
-- logit squeezing: ‖logits‖₂ per sample (not squared), as SCIENCE.md writes it;
+- logit squeezing: ‖logits‖₂ per sample (not squared), as docs/science.md writes it;
 - manifold mixup: γ ~ U(0, 1) and a random pairing π of the batch; h̃ = γh + (1−γ)h_π and the
   soft label γ·e_y + (1−γ)·e_{y_π} go through the last layer; mixed at the latent layer only;
 - contrastive (Hadsell et al.): per pair d² for the same class, max(0, c − d)² otherwise, d the

@@ -1,8 +1,10 @@
 """scikit-learn learners with one regularisation knob, ``C``, and per-sample weights.
 
 Every learner is a scikit-learn estimator: ``__init__`` stores keyword hyperparameters, ``fit(X, y,
-sample_weight=None)`` flattens images to vectors and fits, fitted attributes end in ``_``. Larger C
-means weaker regularisation for all of them:
+sample_weight=None)`` flattens images to vectors and fits, fitted attributes end in ``_``. Each
+hyperparameter is declared once, in the learner's ``Params`` model (type, range, default); the
+``__init__`` is written from it (`trainables.components.Hyperparameters`), plus ``random_state``.
+Larger C means weaker regularisation for all of them:
 
 - ``svm_linear``: ``SVC(kernel="linear")`` — the plain hinge problem ½‖w‖² + C·Σ sᵢ·hinge.
 - ``svm_rbf``: ``SVC(kernel="rbf", gamma=γ)`` — the same in the RBF feature space.
@@ -11,7 +13,7 @@ means weaker regularisation for all of them:
 - ``logistic``: ``LogisticRegression(C)`` — ½‖w‖² + C·Σ sᵢ·logloss, intercept unpenalised.
 
 Tight solver tolerances are the default because learning curves and finite-difference slopes
-compare fits that differ by a tiny weight (see ENGINEERING.md: SVC tol ≤ 1e-7 keeps the sign).
+compare fits that differ by a tiny weight (SVC tol ≤ 1e-7 keeps the sign of a finite difference; docs/science.md §6).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from trainables.components import Params
+from trainables.components import Hyperparameters, Params
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -35,12 +37,11 @@ def flatten(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
 
 
-class SklearnLearner(ClassifierMixin, BaseEstimator):
-    """Shared fit/predict: subclasses build ``model_`` in ``_make``."""
+class SklearnLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
+    """Shared fit/predict: subclasses declare ``Params`` and build ``model_`` in ``_make``."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "sklearn"
-    Params: ClassVar[type[Params]]
 
     def _make(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -56,7 +57,7 @@ class SklearnLearner(ClassifierMixin, BaseEstimator):
         return self
 
     def fit_beta(self, X, y, is_poison, beta: float):
-        """Fit with weight 1 on clean and ``beta`` on poisoned rows (SCIENCE.md §5).
+        """Fit with weight 1 on clean and ``beta`` on poisoned rows (docs/science.md §5).
 
         β = 0 fits the clean rows only: SVC drops zero-weight rows itself and then indexes its
         support vectors in the reduced set, so the reduced set is made explicit here.
@@ -121,11 +122,6 @@ class SVMLinear(KernelSVM):
         C: PositiveFloat = 1.0
         tol: PositiveFloat = 1e-7
 
-    def __init__(self, C: float = 1.0, tol: float = 1e-7, random_state=None):
-        self.C = C
-        self.tol = tol
-        self.random_state = random_state
-
     def _make(self):
         return SVC(kernel="linear", C=self.C, tol=self.tol, max_iter=-1)
 
@@ -139,12 +135,6 @@ class SVMRBF(KernelSVM):
         gamma: PositiveFloat = 0.01
         tol: PositiveFloat = 1e-7
 
-    def __init__(self, C: float = 1.0, gamma: float = 0.01, tol: float = 1e-7, random_state=None):
-        self.C = C
-        self.gamma = gamma
-        self.tol = tol
-        self.random_state = random_state
-
     def _make(self):
         return SVC(kernel="rbf", C=self.C, gamma=self.gamma, tol=self.tol, max_iter=-1)
 
@@ -155,10 +145,6 @@ class Ridge(SklearnLearner):
 
     class Params(Params):
         C: PositiveFloat = 1.0
-
-    def __init__(self, C: float = 1.0, random_state=None):
-        self.C = C
-        self.random_state = random_state
 
     def _make(self):
         return RidgeClassifier(alpha=1.0 / (2.0 * self.C), solver="cholesky")
@@ -173,20 +159,6 @@ class Logistic(SklearnLearner):
         tol: PositiveFloat = 1e-8
         max_iter: Annotated[int, Field(ge=1)] = 1000
         solver: Literal["newton-cholesky", "lbfgs", "newton-cg"] = "newton-cholesky"
-
-    def __init__(
-        self,
-        C: float = 1.0,
-        tol: float = 1e-8,
-        max_iter: int = 1000,
-        solver: str = "newton-cholesky",
-        random_state=None,
-    ):
-        self.C = C
-        self.tol = tol
-        self.max_iter = max_iter
-        self.solver = solver
-        self.random_state = random_state
 
     def _make(self):
         return LogisticRegression(

@@ -1,9 +1,10 @@
 """Network learners as scikit-learn estimators: ``cnn``, ``mlp``, ``resnet18``, ``torch_logistic``.
 
-Each stores keyword hyperparameters in ``__init__`` and builds, seeds and trains its torch module
-in ``fit`` (SCIENCE.md §5, §8; modules in `trainables.learners.networks`, the loop in
-`trainables.learners.training`, the objective and its latent regularisers in
-`trainables.learners.regularisers`). Beyond ``fit``/``predict``/``predict_proba``/``decision_function``:
+Each stores keyword hyperparameters in ``__init__`` — exactly the fields of its ``Params`` model,
+where each is declared once (`trainables.components.Hyperparameters`), so ``resnet18`` takes no
+``cnn_width`` — and builds, seeds and trains its torch module in ``fit`` (docs/science.md §5, §8;
+modules in `trainables.learners.networks`, the loop in `trainables.learners.training`, the
+objective and its latent regularisers in `trainables.learners.regularisers`). Beyond ``fit``/``predict``/``predict_proba``/``decision_function``:
 
 - ``fit_beta(X, y, is_poison, beta)``: per-batch loss = mean loss on the batch's clean samples
   + β · mean loss on its poisoned samples (the backdoor learning curve). Poisons keep their batch
@@ -33,7 +34,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from trainables.components import Params
+from trainables.components import Hyperparameters, Params
 
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -61,11 +62,15 @@ class TorchParams(Params):
 
 
 class CNNParams(TorchParams):
+    """`TorchParams` and the small CNN's sizes: convolution channels and hidden units."""
+
     cnn_width: PosInt = 16
     hidden_units: PosInt = 64
 
 
 class MLPParams(TorchParams):
+    """`TorchParams` and the MLP's sizes: units per hidden layer and hidden layers."""
+
     hidden_units: PosInt = 64
     hidden_layers: PosInt = 1
 
@@ -98,8 +103,9 @@ def beta_weights(poison, beta: float, norm: float):
     return w * (len(poison) / norm)
 
 
-class TorchLearner(ClassifierMixin, BaseEstimator):
-    """Shared estimator: subclasses set ``name``, ``Params`` and ``_build``."""
+class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
+    """Shared estimator: subclasses set ``name``, ``Params`` (when they add to `TorchParams`) and
+    ``_build``. ``__init__`` takes exactly the ``Params`` fields and ``init_extras``."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "torch"
@@ -109,56 +115,17 @@ class TorchLearner(ClassifierMixin, BaseEstimator):
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("deterministic", "precision")
     #: convolutional: stored channels-last on CUDA
     conv: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        epochs: int = 10,
-        batch_size: int = 64,
-        lr: float = 0.05,
-        optimizer: str = "sgd",
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        augment: bool = False,
-        logit_squeeze_weight: float = 0.0,
-        manifold_mixup_weight: float = 0.0,
-        contrastive_weight: float = 0.0,
-        contrastive_margin: float = 1.0,
-        snnl_weight: float = 0.0,
-        snnl_temperature: float = 1.0,
-        cnn_width: int = 16,
-        hidden_units: int = 64,
-        hidden_layers: int = 1,
-        sampling: str = "shuffle",
-        dp_noise: float = 0.0,
-        max_grad_norm: float | None = None,
-        dp_delta: float = 1e-5,
-        deterministic: bool = True,
-        precision: str = "fp32",
-        random_state: int | None = None,
-    ):
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.augment = augment
-        self.logit_squeeze_weight = logit_squeeze_weight
-        self.manifold_mixup_weight = manifold_mixup_weight
-        self.contrastive_weight = contrastive_weight
-        self.contrastive_margin = contrastive_margin
-        self.snnl_weight = snnl_weight
-        self.snnl_temperature = snnl_temperature
-        self.cnn_width = cnn_width
-        self.hidden_units = hidden_units
-        self.hidden_layers = hidden_layers
-        self.sampling = sampling
-        self.dp_noise = dp_noise
-        self.max_grad_norm = max_grad_norm
-        self.dp_delta = dp_delta
-        self.deterministic = deterministic
-        self.precision = precision
-        self.random_state = random_state
+    #: constructor arguments that are not spec parameters: the ``dp_sgd`` defence sets the first
+    #: four (module docstring), the spec's execution section the next two, the trial the seed
+    init_extras: ClassVar[dict] = {
+        "sampling": "shuffle",
+        "dp_noise": 0.0,
+        "max_grad_norm": None,
+        "dp_delta": 1e-5,
+        "deterministic": True,
+        "precision": "fp32",
+        "random_state": None,
+    }
 
     # -- construction ----------------------------------------------------------------------
     def _build(self, in_channels: int, n_inputs: int, n_classes: int):
@@ -416,6 +383,3 @@ class TorchLogistic(TorchLearner):
     def weight_vector(self) -> np.ndarray | None:
         W = self.model_.out.weight.detach().double().cpu().numpy()
         return W[1] - W[0] if W.shape[0] == 2 else None
-
-
-TORCH_LEARNERS = (CNN, MLPLearner, ResNet18, TorchLogistic)

@@ -1,4 +1,4 @@
-"""Backdoor learning curves (SCIENCE.md §5) and parameter deviation (§7) for one result.
+"""Backdoor learning curves (docs/science.md §5) and parameter deviation (§7) for one result.
 
 The learner is refitted with weight 1 on clean and β on poisoned samples over a β grid
 (``fit_beta``; β = 0 trains on the clean samples only). Per β we record the mean loss and accuracy

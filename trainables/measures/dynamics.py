@@ -1,4 +1,4 @@
-"""Training dynamics of networks (issue 8): how fast are poisoned samples learnt?
+"""Training dynamics of networks: how fast are poisoned samples learnt?
 
 After every training epoch (the learner's ``on_epoch`` observer, `trainables.learners.torch_learners`) we
 record the mean cross-entropy of

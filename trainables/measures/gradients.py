@@ -1,4 +1,4 @@
-"""Input-gradient maps: where does a model look? (the "explanations" of issue 8)
+"""Input-gradient maps: where does a model look?
 
 ``input_gradient(learner, X, target)`` is the exact gradient of the decision function with respect
 to the input, one per image, in the images' own shape:

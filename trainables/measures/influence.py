@@ -1,4 +1,4 @@
-"""Influence functions: which training samples drive a test prediction? (issue 8)
+"""Influence functions: which training samples drive a test prediction?
 
 **What is measured.** For a model fitted on a training set and a test sample t scored against a
 label y_t, ``removal_effects`` gives, for every training row i, the first-order change of the test

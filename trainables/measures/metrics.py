@@ -1,4 +1,4 @@
-"""Clean accuracy, backdoor accuracy, attack success rate and robust accuracy (SCIENCE.md §4).
+"""Clean accuracy, backdoor accuracy, attack success rate and robust accuracy (docs/science.md §4).
 
 All functions take label indices. ``y_true`` are the clean test labels, ``pred_clean`` the
 predictions on the clean test set and ``pred_trig`` the predictions on the same samples with the
@@ -32,7 +32,7 @@ def attack_success_rate(
     """Fraction of non-target test samples predicted as the target once triggered.
 
     With ``pred_clean`` given, samples already predicted as the target before triggering are also
-    excluded (the variant of SCIENCE.md §4). NaN when no sample qualifies.
+    excluded (the variant of docs/science.md §4). NaN when no sample qualifies.
     """
     keep = np.asarray(y_true) != target
     if pred_clean is not None:

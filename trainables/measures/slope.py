@@ -1,4 +1,4 @@
-"""The backdoor learning slope θ = −(2/π)·arctan(dL_bt/dβ at β = 0) (SCIENCE.md §6), two ways.
+"""The backdoor learning slope θ = −(2/π)·arctan(dL_bt/dβ at β = 0) (docs/science.md §6), two ways.
 
 **Analytic** (``analytic_slope``): implicit differentiation of the optimality conditions of the
 β = 0 model, i.e. the right derivative at β = 0⁺ of the path w*(β). With weight 1 on clean and β on

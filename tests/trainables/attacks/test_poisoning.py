@@ -1,4 +1,4 @@
-"""Poisoning strategies (SCIENCE.md §2): counts, labels, balance, and the clean-label hardening."""
+"""Poisoning strategies (docs/science.md §2): counts, labels, balance, and the clean-label hardening."""
 
 from __future__ import annotations
 

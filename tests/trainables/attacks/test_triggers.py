@@ -1,4 +1,4 @@
-"""Triggers (SCIENCE.md §3): where each changes pixels, by how much, on grey and colour images."""
+"""Triggers (docs/science.md §3): where each changes pixels, by how much, on grey and colour images."""
 
 from __future__ import annotations
 

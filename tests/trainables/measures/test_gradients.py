@@ -8,7 +8,7 @@ import pytest
 from trainables.learners import make_learner
 from trainables.measures.gradients import gradient_map, input_gradient, trigger_share
 
-#: float64 learners: relative error of the gradient against central differences (issue 8)
+#: float64 learners: relative error of the gradient against central differences
 RTOL = 1e-4
 STEP = 1e-5
 

@@ -237,7 +237,7 @@ def test_poisoned_rows_support_the_backdoor_at_every_C(poisoned_digits, C):
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "issue 8 expects the top-k of triggered samples to be mostly poisoned at high C and mostly "
+        "the first design expected the top-k of triggered samples to be mostly poisoned at high C and mostly "
         "clean at low C; on digits 7 vs 1 we measure the opposite (means over seeds 0-2 of "
         "influential_poison_frac, top-10: logistic 0.91 at C = 0.1, 0.38 at C = 100; linear SVM "
         "0.83 at C = 0.01, 0.19 at C = 100; RBF SVM γ = 0.01 0.97 at C = 1, 0.23 at C = 100): "

@@ -1,4 +1,4 @@
-"""Metrics on small hand-computed cases (SCIENCE.md §4)."""
+"""Metrics on small hand-computed cases (docs/science.md §4)."""
 
 from __future__ import annotations
 
