@@ -114,8 +114,9 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     with threadpool_limits(limits=cpus), cache_root(store.cache_dir):
         _torch_threads(config, cpus)
         result = prepare_result(config, data)
-        recorder = watch_dynamics(config, result.learner, result.poisoned, data)
-        result.train(data)
+        # result.data: the training split the sweep used (smaller when it held out validation)
+        recorder = watch_dynamics(config, result.learner, result.poisoned, result.data)
+        result.train()
         p = result.poisoned
         clean = make_learner(config, random_state=result.seed).fit_beta(p.X, p.y, p.is_poison, 0.0)
     from trainables.measures.metrics import attack_metrics

@@ -50,9 +50,13 @@ def print_summary(
     """Counts and wall time; with ``choice``, the robust choices the results support."""
     out = stream or sys.stdout
     state = "finished" if outcome.complete else "stopped"
+    stopped = getattr(outcome, "n_stopped", 0)
+    ran = outcome.n_ok + outcome.n_error + stopped
+    counts = f"{outcome.n_ok} ok, {outcome.n_error} error" + (
+        f", {stopped} stopped early by the scheduler" if stopped else ""
+    )
     print(
-        f"sweep {spec.name} {state}: ran {outcome.n_ok + outcome.n_error} "
-        f"({outcome.n_ok} ok, {outcome.n_error} error), "
+        f"sweep {spec.name} {state}: ran {ran} ({counts}), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
         file=out,
     )

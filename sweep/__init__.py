@@ -1,5 +1,5 @@
-"""Running sweeps: specs, searches, planning, launching on Ray Tune, the Parquet store, SQL and
-verification."""
+"""Running sweeps: specs, searches, execution settings, planning, launching on Ray Tune, the
+Parquet store, SQL and verification."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ _WHERE = {
     "SWEEP_NAME_PATTERN": "schema",
     "Screen": "screening",
     "SearchSection": "search",
+    "SchedulerSection": "execution",
     "Spec": "spec",
     "SpecLoader": "specfile",
     "Store": "store",
@@ -52,6 +53,9 @@ _WHERE = {
     "Table": "schema",
     "TrialPlan": "plan",
     "atomic_write_bytes": "store",
+    "check_devices": "execution",
+    "check_execution": "execution",
+    "check_local_gpus": "execution",
     "check_part": "store",
     "check_query": "query",
     "check_result_count": "validation",
@@ -68,6 +72,7 @@ _WHERE = {
     "is_rate": "schema",
     "library_versions": "writer",
     "load_spec": "spec",
+    "make_scheduler": "execution",
     "normalise": "plan",
     "now_utc": "writer",
     "probe_address": "cluster",
@@ -83,6 +88,7 @@ _WHERE = {
     "read_spec_text": "specfile",
     "repair_command": "repair",
     "repair_store": "repair",
+    "result_keys": "execution",
     "run_query": "query",
     "run_search": "searching",
     "run_sweep": "launcher",

@@ -10,6 +10,10 @@ Nothing is lost or written twice: a part file appears only for a finished trial,
 mid-sweep leaves whole trials or nothing, ``resume`` runs exactly the trials without a part, and a
 retried trial's results are keyed by result id (`sweep.writer`). The run holds the sweep's lock
 (`Store.lock`), taken only once nothing can refuse the run any more.
+
+With an ``execution.scheduler`` (sweep/execution.py) network trials also report after every epoch;
+a trial the scheduler stops is stored with ``status = "stopped"``, the epoch it reached and that
+epoch's metrics (its part file is written, so ``resume`` does not run it again).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 from backdoor_sweep.errors import SweepError
 from sweep.cluster import check_resources, init_ray, probe_address
+from sweep.execution import check_devices, check_local_gpus, make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec, first_difference, parse_spec
@@ -48,6 +53,8 @@ class SweepOutcome:
     store: Store
     #: every trial of the plan has its part file (False after an interrupted run)
     complete: bool = True
+    #: results of trials an execution.scheduler stopped early (status "stopped")
+    n_stopped: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ def run_sweep(
     t_start = time.perf_counter()
     if address:
         probe_address(address)  # a few seconds at most, instead of ray.init's minutes of retries
+    else:
+        check_local_gpus(spec)  # before the store is touched; a cluster is checked once joined
     _refuse_if_busy(store, spec.name)
     _check_existing(spec, store, resume=resume, overwrite=overwrite)
     plans = plan_trials(spec)
@@ -130,6 +139,7 @@ def run_sweep(
     try:
         if todo:
             check_resources(spec.execution.cpus_per_trial, spec.execution.gpus_per_trial)
+            check_devices(spec)  # GPUs and bf16 where the trials will run, before any write
         with store.lock(spec.name):  # the first write to the store
             _recover_replaced(store, spec.name)
             # checked again under the lock: another run may have created the sweep meanwhile
@@ -314,7 +324,15 @@ def _run_locked(
             if writer.failure is None:  # the store failed before: that error is the one to show
                 raise
     return SweepOutcome(
-        spec.name, spec.n_results, writer.n_ok, writer.n_error, n_skipped, wall, store, complete
+        spec.name,
+        spec.n_results,
+        writer.n_ok,
+        writer.n_error,
+        n_skipped,
+        wall,
+        store,
+        complete,
+        writer.n_stopped,
     )
 
 
@@ -341,6 +359,7 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
             trainable,
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(
+                scheduler=make_scheduler(spec),  # None: Tune's FIFO without per-epoch reports
                 reuse_actors=True,
                 max_concurrent_trials=spec.execution.max_concurrent_trials
                 or spec.search.max_concurrent,

@@ -6,6 +6,8 @@ that share the values of the outer axes (by default the learner's hyperparameter
 trial. Ids are hashes of the configurations, so the same spec always yields the same ids — which
 is what makes resuming exact. The configurations are the grid's cells, or those a search draws
 (`sweep.search`); `plan_configurations` turns any of them into trials the same way.
+With an ``execution.scheduler`` every trial is one result (a scheduler stops trials, not
+results).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from sweep.execution import result_keys
 from sweep.spec import COMPONENT_KINDS, Spec, stable_hash
 
 
@@ -34,15 +37,24 @@ def normalise(cell: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _per_result(spec: Spec) -> bool:
+    """Under an ``execution.scheduler`` a trial is one result: nothing is looped inside it."""
+    return spec.execution.scheduler is not None
+
+
+def _inner_axes(spec: Spec) -> list[str]:
+    return [] if _per_result(spec) else list(spec.inner_axes())
+
+
 def outer_axes(spec: Spec) -> list[str]:
     """Grid axes that tell trials apart (every axis not looped inside a trial)."""
-    inner = set(spec.inner_axes())
+    inner = set(_inner_axes(spec))
     return [a for a in spec.grid if a not in inner]
 
 
 def inner_cells(spec: Spec) -> list[dict[str, Any]]:
     """Every combination of the inner axes' values (one attack setting each), in grid order."""
-    axes = spec.inner_axes()
+    axes = _inner_axes(spec)
     return [
         dict(zip(axes, v, strict=True)) for v in itertools.product(*(spec.grid[a] for a in axes))
     ]
@@ -104,15 +116,17 @@ def plan_configurations(
             cell = {**base, **{a: merged[a] for a in spec.grid if a in merged}}
             cfg = normalise(cell)
             outer = {a: cfg[a] for a in configuration}
-            key: dict[str, Any] = {"sweep": spec.name, "outer": outer}
-            if stage is not None:
-                key["stage"] = stage
-            trial_id = stable_hash(key)
-            plan = groups.setdefault(trial_id, TrialPlan(trial_id, outer, []))
-            if plan.results and setting is inner[0]:
-                break  # the same configuration drawn twice: one trial
             for seed in spec.seeds:
-                result = {**cfg, "seed": seed, **keys}
+                # under a scheduler each seed is its own trial (one result per trial)
+                ids = {**outer, "seed": seed} if _per_result(spec) else outer
+                key: dict[str, Any] = {"sweep": spec.name, "outer": ids}
+                if stage is not None:
+                    key["stage"] = stage
+                trial_id = stable_hash(key)
+                plan = groups.setdefault(trial_id, TrialPlan(trial_id, ids, []))
+                result = {**cfg, "seed": seed, **keys, **result_keys(spec, cfg)}
                 result["result_id"] = stable_hash({"sweep": spec.name, "config": result})
+                if any(r["result_id"] == result["result_id"] for r in plan.results):
+                    continue  # the same configuration drawn twice: one trial, its results once
                 plan.results.append(result)
     return list(groups.values())

@@ -90,6 +90,8 @@ _FINETUNE = ("defence", "clean_finetune")
 _FILTER = ("defence", "filter")
 _CLEAN_LABEL = ("poisoning", "clean_label")
 _GAN = ("hardening", "gan_interpolation")
+#: per-epoch reports under an execution.scheduler (trainables/epochs.py)
+_EPOCHS = ("val_fraction", None)
 
 TRIALS = Table(
     "trials",
@@ -129,6 +131,11 @@ TRIALS = Table(
         Metric("filter_precision", better="higher", rate=True, when=_FILTER),
         Metric("filter_n_flagged", "int", when=_FILTER),
         Metric("n_trusted", "int", when=_FILTER),
+        Metric("epoch", "int", when=_EPOCHS),
+        Metric("train_loss", better="lower", when=_EPOCHS),
+        Metric("val_clean_acc", better="higher", rate=True, clean=True, when=_EPOCHS),
+        Metric("val_asr", better="lower", rate=True, when=_EPOCHS),
+        Metric("n_val", "int", when=_EPOCHS),
     ),
     bookkeeping=(
         Column("asr_definition", "string"),

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from backdoor_sweep.errors import SweepError, shown
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
+from sweep.execution import SchedulerSection
 from sweep.schema import SWEEP_NAME_PATTERN
 from sweep.search import (
     Range,
@@ -130,6 +131,10 @@ class ExecutionSection(BaseModel):
     inner_axes: list[str] | Literal["auto"] = "auto"
     max_failures: Annotated[int, Field(ge=0, le=100)] = 1
     max_concurrent_trials: Annotated[int, Field(ge=1)] | None = None
+    #: networks: deterministic algorithms (false: cuDNN autotuning); see sweep/execution.py
+    deterministic: bool = True
+    precision: Literal["fp32", "bf16"] = "fp32"
+    scheduler: SchedulerSection | None = None
 
 
 class Spec(BaseModel):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from backdoor_sweep.errors import SweepError, shown
+from sweep.execution import check_execution
 from sweep.search import check_search
 from trainables.attacks.poisoning import POISONINGS
 from trainables.attacks.triggers import TRIGGERS
@@ -58,6 +59,7 @@ def validate(spec: Spec) -> None:
     check_cells(spec, origins, info, chosen)
     check_explain(spec, origins, info, chosen)
     check_search(spec, len(info.classes))  # ranges and the search: section (sweep.search)
+    check_execution(spec)
 
 
 def check_result_count(spec: Spec, force: bool = False) -> None:

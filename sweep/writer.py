@@ -56,6 +56,8 @@ class _Buffer:
     rows: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)
     dynamics: dict[str, list[dict]] = field(default_factory=dict)
+    #: the latest per-epoch report (epoch, train_loss, val_clean_acc, val_asr) under a scheduler
+    epoch: dict = field(default_factory=dict)
 
 
 def _row(sweep: str, trial_id: str, result: dict, versions: dict, **values: Any) -> dict:
@@ -83,6 +85,7 @@ class StoreWriter:
         self.versions = library_versions()
         self.n_ok = 0
         self.n_error = 0
+        self.n_stopped = 0
         #: the store write that failed (a full disk…): nothing more is written, the sweep stops
         self.failure: SweepError | None = None
 
@@ -92,10 +95,15 @@ class StoreWriter:
         self.results[plan.trial_id] = {u["result_id"]: u for u in plan.results}
 
     def result(self, trial_id: str, report: dict) -> None:
-        """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
+        """Buffer one report of a trial: a batch of finished results (a retry may repeat some),
+        or one epoch of a network trial under a scheduler (kept until the trial ends)."""
+        from trainables.epochs import EPOCH_METRICS
+
         buf = self.buffers[trial_id]
+        if "epoch" in report:
+            buf.epoch = {k: report.get(k) for k in ("epoch", *EPOCH_METRICS)}
         fresh = 0
-        for res in report["results"]:
+        for res in report.get("results", ()):
             key = res["result_id"]
             fresh += key not in buf.rows
             buf.rows[key] = _row(
@@ -120,6 +128,7 @@ class StoreWriter:
 
     def retry(self, trial_id: str, failures: int, error: str) -> None:
         """Say that a trial failed and Tune runs it again (up to ``execution.max_failures``)."""
+        self.buffers[trial_id].epoch = {}  # the retry reports its own epochs
         first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         print(
             f"trial {trial_id} failed ({failures} of at most {self.spec.execution.max_failures} "
@@ -139,12 +148,30 @@ class StoreWriter:
             self.failure = err
 
     def _write(self, trial_id: str, error: str | None) -> None:
+        """The trial's results, and for the results it did not finish an ``error`` row — or,
+        when a scheduler stopped it after some epoch, a ``stopped`` row."""
         buf = self.buffers[trial_id]
         rows = []
         stamp = now_utc()
         for result in buf.plan.results:
             if result["result_id"] in buf.rows:
                 rows.append(buf.rows[result["result_id"]])
+            elif error is None and buf.epoch:
+                rows.append(
+                    _row(
+                        self.spec.name,
+                        trial_id,
+                        result,
+                        self.versions,
+                        **buf.epoch,
+                        status="stopped",
+                        error="",
+                        node_id="",
+                        started_at=stamp,
+                        finished_at=stamp,
+                    )
+                )
+                self.progress.advance(1)
             else:
                 rows.append(
                     _row(
@@ -168,8 +195,10 @@ class StoreWriter:
                 self.store.write_part(self.spec.name, table, trial_id, extra, self.schemas[table])
         self.store.write_part(self.spec.name, "trials", trial_id, rows, self.schemas["trials"])
         ok = sum(r["status"] == "ok" for r in rows)
+        stopped = sum(r["status"] == "stopped" for r in rows)
         self.n_ok += ok
-        self.n_error += len(rows) - ok
+        self.n_stopped += stopped
+        self.n_error += len(rows) - ok - stopped
         buf.rows.clear()
         buf.curves.clear()
         buf.dynamics.clear()

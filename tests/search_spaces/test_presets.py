@@ -85,3 +85,28 @@ def test_cifar10_airplane_frog_on_pickled_batches(tmp_path, ray_runtime):
     n_train = int(np.isin(written["train_labels"], [0, 6]).sum())
     assert (df["n_train"] == n_train).all() and (df["n_test"] == 20).all()
     assert set(df["target"]) == {"frog"}
+
+
+@pytest.mark.slow
+def test_mnist_sample_svm_rbf_on_real_digits(tmp_path, ray_runtime):
+    df = _run(_smoke("mnist_sample_svm_rbf", tmp_path))
+    assert (df["n_train"] == 700).all() and (df["n_test"] == 300).all()
+    assert df["clean_acc"].min() > 0.9  # real digits: 7 vs 1 is easy for an RBF SVM
+
+
+@pytest.mark.slow
+def test_mnist_sample_cnn_with_asha(tmp_path, ray_runtime):
+    """The CNN preset's smoke grid, shortened (2 epochs on 300 digits): ASHA's trials end ok or
+    stopped, each a single result with its per-epoch columns."""
+    spec = _smoke("mnist_sample_cnn", tmp_path, n_train=300, n_test=100)
+    data = spec.model_dump()
+    data["learner"]["epochs"] = 2
+    data["execution"]["scheduler"]["grace_period"] = 1
+    spec = parse_spec(data)
+    outcome = run_sweep(spec, show_progress=False)
+    df = Store(spec.store).read_table("trials", spec.name)
+    assert outcome.n_error == 0 and len(df) == spec.n_results == 8
+    assert set(df["status"]) <= {"ok", "stopped"} and (df["status"] == "ok").any()
+    ok = df[df["status"] == "ok"]
+    assert (ok["epoch"] == 2).all() and (ok["n_train"] + ok["n_val"] == 300).all()
+    assert df["val_clean_acc"].between(0, 1).all() and set(df["precision"]) == {"fp32"}

@@ -1,5 +1,5 @@
-"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening (with its
-generator for GAN latent interpolation, and the cache that trains it once)."""
+"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening (its cached
+surrogates, and the generator for GAN latent interpolation with the cache that trains it once)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ _WHERE = {
     "DirtyLabelAdded": "poisoning",
     "DirtyLabelParams": "poisoning",
     "FULL_PATTERNS": "patterns",
+    "fit_surrogate": "surrogate_cache",
+    "surrogate_seed": "surrogate_cache",
     "LogisticSurrogate": "clean_label",
     "POISONINGS": "poisoning",
     "Poisoned": "poisoning",

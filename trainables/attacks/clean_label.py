@@ -18,6 +18,8 @@ image's own features do not already explain the label. Hardening removes those f
 Surrogates: ``logistic`` — multinomial logistic regression on the flattened pixels, whose input
 gradient Wᵀ(softmax(Wx + b) − e_y) is exact (numpy); ``cnn`` — a small torch CNN trained on CPU
 for a few epochs, differentiated with autograd, for images where a linear surrogate is too weak.
+A surrogate is trained once per (clean training split, surrogate, seed) on a node and reused by
+every result that needs it (`trainables.attacks.surrogate_cache`).
 """
 
 from __future__ import annotations
@@ -77,8 +79,24 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 class LogisticSurrogate:
     """Multinomial logistic regression on flattened images, with its exact input gradient."""
 
+    name = "logistic"
+
     def __init__(self, C: float = 1.0) -> None:
         self.C = C
+
+    @staticmethod
+    def settings() -> dict:
+        """What its training depends on besides data and seed (part of the cache key)."""
+        return {"C": 1.0, "max_iter": 2000}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"W": self.W_, "b": self.b_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> LogisticSurrogate:
+        out = cls()
+        out.W_, out.b_ = np.asarray(state["W"]), np.asarray(state["b"])
+        return out
 
     def fit(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, rng: np.random.Generator
@@ -121,6 +139,41 @@ class CnnSurrogate:
     Weights are seeded inside ``torch.random.fork_rng``, so the global torch generator is untouched.
     """
 
+    name = "cnn"
+
+    @staticmethod
+    def settings() -> dict:
+        """What its training depends on besides data and seed (part of the cache key)."""
+        return {"epochs": CNN_EPOCHS, "min_steps": CNN_MIN_STEPS, "batch": CNN_BATCH, "lr": CNN_LR}
+
+    @staticmethod
+    def _net(channels: int, n_classes: int):
+        from torch import nn
+
+        return nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(32 * 16, n_classes),
+        )
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> CnnSurrogate:
+        import torch
+
+        channels, n_classes = state["0.weight"].shape[1], state["6.weight"].shape[0]
+        net = cls._net(int(channels), int(n_classes))
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        out = cls()
+        out.net_ = net.eval()
+        return out
+
     def fit(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, rng: np.random.Generator
     ) -> CnnSurrogate:
@@ -131,15 +184,7 @@ class CnnSurrogate:
         seed = int(rng.integers(2**31))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = nn.Sequential(
-                nn.Conv2d(channels, 16, 3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(16, 32, 3, padding=1, stride=2),
-                nn.ReLU(),
-                nn.AdaptiveAvgPool2d(4),
-                nn.Flatten(),
-                nn.Linear(32 * 16, n_classes),
-            )
+            net = self._net(channels, n_classes)
         Xt, yt = self._tensor(X), torch.as_tensor(y, dtype=torch.long)
         opt = torch.optim.Adam(net.parameters(), lr=CNN_LR)
         order_rng = np.random.default_rng(seed)
@@ -282,8 +327,9 @@ def harden(
 ) -> tuple[np.ndarray, dict]:
     """Harden target-class images X per ``params.hardening``; returns them and store columns.
 
-    PGD fits its surrogate on (X_clean, y_clean) and reports the mean surrogate loss of X before
-    and after (``surrogate_loss_clean``, ``surrogate_loss_hardened``).
+    PGD fits its surrogate on (X_clean, y_clean) — or reuses the one already fitted for the same
+    data, surrogate and seed (`trainables.attacks.surrogate_cache`) — and reports the mean
+    surrogate loss of X before and after (``surrogate_loss_clean``, ``surrogate_loss_hardened``).
     """
     X = np.asarray(X, dtype=np.float64)
     method = params.hardening
@@ -297,8 +343,16 @@ def harden(
         return (1.0 - params.tau) * X + params.tau * Z, {}
     if method == "gan_interpolation":
         return _gan_interpolation(X, target, params, X_clean, y_clean, rng)
-    surrogate = SURROGATES[params.surrogate]().fit(
-        np.asarray(X_clean, dtype=np.float64), np.asarray(y_clean), n_classes, rng
+    from trainables.attacks.surrogate_cache import fit_surrogate, surrogate_seed
+
+    seed = surrogate_seed(rng)
+    rng.integers(2**31)  # the draw a surrogate used to take: later draws (the trigger) stay put
+    surrogate, _ = fit_surrogate(
+        SURROGATES[params.surrogate],
+        np.asarray(X_clean, dtype=np.float64),
+        np.asarray(y_clean),
+        n_classes,
+        seed,
     )
     y = np.full(len(X), target)
     X_adv = pgd(

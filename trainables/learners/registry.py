@@ -22,7 +22,9 @@ LEARNERS = Registry(
 
 
 def make_learner(config: dict, random_state: int | None = None):
-    """The estimator named by ``config['learner']`` with its parameters from the flat config."""
+    """The estimator named by ``config['learner']`` with its parameters from the flat config
+    (and, for networks, the execution settings ``deterministic`` and ``precision`` when given)."""
     cls = LEARNERS.get_class(config["learner"], "learner")
     params = parse_params(cls, config)
-    return cls(**params.model_dump(), random_state=random_state)
+    execution = {k: config[k] for k in getattr(cls, "EXECUTION_KEYS", ()) if k in config}
+    return cls(**params.model_dump(), **execution, random_state=random_state)

