@@ -27,6 +27,7 @@ from analysis.heatmap_figure import render_heatmap
 from analysis.page import esc, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
 from analysis.provenance import swept_html
+from analysis.search_views import decision_rows, is_grid, search_section
 from analysis.select import (
     OBJECTIVES,
     Selection,
@@ -67,10 +68,16 @@ def _selections(df: pd.DataFrame, clean_tolerance: float) -> dict[str, Selection
 
 
 def _heatmaps(df: pd.DataFrame, tol: float, chosen: dict | None) -> str:
+    df = decision_rows(df)  # a slope screen's stage one saw one attack only
     try:
         x, y, facets = default_axes(df)
     except SweepError:
         return '<p class="muted">no heatmap: the sweep varies no axis</p>'
+    if not is_grid(df, x, y):
+        return (
+            f'<p class="muted">no heatmap: the sampled ({esc(x)}, {esc(y)}) values are not a '
+            "grid; see the search part</p>"
+        )
     parts = []
     for metric in HEATMAP_METRICS:
         if not _has(df, metric):
@@ -295,6 +302,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         "best configurations</summary>"
         + picks_html(sels)
         + "</details>"
+        + _shown(search_section, df, meta, clean_tolerance)
         + _shown(_heatmaps, df, clean_tolerance, chosen)
         + _shown(_drivers, df, clean_tolerance)
         + _shown(_privacy, df, clean_tolerance, chosen)

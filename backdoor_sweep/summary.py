@@ -14,9 +14,19 @@ if TYPE_CHECKING:
 
 def describe_grid(spec: Spec) -> str:
     """``2 C x 2 gamma x 2 seeds = 8 results``."""
-    axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
+    axes = (
+        " x ".join(
+            f"{len(v)} {k}" if isinstance(v, list) else f"{k} {v.describe()}"
+            for k, v in spec.grid.items()
+        )
+        or "1 configuration"
+    )
     seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
-    return f"{axes} x {seeds} = {spec.n_results} results"
+    size = f"{spec.n_results} results"
+    if not spec.search.is_default:
+        what = spec.search.sampler or "grid"
+        size = f"at most {size} ({what}, strategy {spec.search.strategy})"
+    return f"{axes} x {seeds} = {size}"
 
 
 def print_plan(spec: Spec, plan: SweepStart, stream: TextIO | None = None) -> None:
@@ -56,9 +66,15 @@ def print_summary(
     except SweepError as err:
         print(f"  no robust choice: {err}", file=out)
         return
+    if not spec.search.is_default:
+        from analysis.search_views import search_summary_lines
+
+        for line in search_summary_lines(outcome.store.read_meta(spec.name)):
+            print(line, file=out)
     if not print_choice(df, "asr", out):
         return
-    if "slope" in df.columns and df["slope"].notna().any():
+    screened = spec.search.strategy == "slope_screen"  # its screen lines said what the slope did
+    if "slope" in df.columns and df["slope"].notna().any() and not screened:
         print_slope_summary(df, list(spec.grid), out)
 
 

@@ -32,7 +32,7 @@ from sweep.cluster import check_resources, init_ray, probe_address
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec, first_difference, parse_spec
-from sweep.store import LOCK_DIR, Store
+from sweep.store import CACHE_DIR, LOCK_DIR, Store
 from sweep.writer import StoreWriter, library_versions, make_callback, make_stopper, now_utc
 from trainables.data.datasets import load_dataset
 
@@ -77,6 +77,8 @@ def run_sweep(
     trial_fn: Callable[[dict, Any], None] | None = None,
     store: Store | None = None,
     on_start: Callable[[SweepStart], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run every result of ``spec`` not yet in its store; return counts and the wall time.
 
@@ -90,8 +92,22 @@ def run_sweep(
     ``on_start`` is told the plan once it is known. ``num_cpus`` caps an in-process Ray (ignored
     with ``address``). ``trial_fn(config, data)`` is what each Tune trial runs (default
     `trainables.trial.tune_trial`); tests wrap it to inject faults. It must be importable by the
-    workers or pickled by value.
+    workers or pickled by value. ``on_progress`` is called with the `Progress` of this run after
+    every finished result (grid sweeps); ``extra_meta`` goes into a new sweep's ``sweep.json``
+    (the team service records who submitted it).
     """
+    if spec.search.staged:  # Optuna, or a slope screen's two stages
+        from sweep.searching import run_search
+
+        return run_search(
+            spec,
+            address=address,
+            resume=resume,
+            overwrite=overwrite,
+            show_progress=show_progress,
+            num_cpus=num_cpus,
+            extra_meta=extra_meta,
+        )
     store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
     if address:
@@ -121,7 +137,16 @@ def run_sweep(
             try:
                 with _replacing(store, spec.name, overwrite) as replaced:
                     return _run_locked(
-                        spec, store, data, plans, t_start, resume, show_progress, trial_fn
+                        spec,
+                        store,
+                        data,
+                        plans,
+                        t_start,
+                        resume,
+                        show_progress,
+                        trial_fn,
+                        on_progress=on_progress,
+                        extra_meta=extra_meta,
                     )
             except _StoreFailed as err:
                 if replaced:
@@ -226,28 +251,55 @@ def _recover_replaced(store: Store, name: str) -> None:
         os.replace(aside, store.sweep_dir(name))
 
 
-def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_fn) -> SweepOutcome:
+def open_meta(
+    spec: Spec, store: Store, n_trials: int, extra_meta: dict[str, Any] | None = None
+) -> tuple[dict, set[str]]:
+    """Mark the sweep running in its sweep.json (written first for a new sweep, with
+    ``extra_meta``); the done trials."""
     if store.exists(spec.name):
         store.clean_temporaries(spec.name)
         done = store.done_trials(spec.name)
         meta = store.update_meta(spec.name, status="running", resumed_at=now_utc().isoformat())
-    else:
-        done = set()
-        meta = {
-            "name": spec.name,
-            "spec": spec.model_dump(mode="json"),
-            "spec_digest": spec.digest(),
-            "n_results": spec.n_results,
-            "n_trials": len(plans),
-            "status": "running",
-            "created_at": now_utc().isoformat(),
-            "versions": library_versions(),
-        }
-        store.write_meta(spec.name, meta)
+        return meta, done
+    meta = {
+        "name": spec.name,
+        "spec": spec.model_dump(mode="json"),
+        "spec_digest": spec.digest(),
+        "n_results": spec.n_results,
+        "n_trials": n_trials,
+        "status": "running",
+        "created_at": now_utc().isoformat(),
+        "versions": library_versions(),
+        **(extra_meta or {}),
+    }
+    store.write_meta(spec.name, meta)
+    return meta, set()
+
+
+def close_meta(
+    spec: Spec, store: Store, meta: dict, *, complete: bool, wall: float, resume: bool, **extra: Any
+) -> None:
+    """Record the end of a run: finished or incomplete, the wall time over every run, versions."""
+    store.update_meta(
+        spec.name,
+        status="finished" if complete else "incomplete",
+        finished_at=now_utc().isoformat(),
+        wall_seconds=round(wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3),
+        versions=library_versions(),
+        **extra,
+    )
+
+
+def _run_locked(
+    spec, store, data, plans, t_start, resume, show_progress, trial_fn, on_progress, extra_meta
+) -> SweepOutcome:
+    meta, done = open_meta(spec, store, len(plans), extra_meta)
     todo = [p for p in plans if p.trial_id not in done]
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
-    progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
+    progress = Progress(
+        total=sum(len(p.results) for p in todo), enabled=show_progress, on_advance=on_progress
+    )
     writer = StoreWriter(spec, store, todo, progress)
     try:
         if todo:
@@ -257,15 +309,7 @@ def _run_locked(spec, store, data, plans, t_start, resume, show_progress, trial_
         wall = time.perf_counter() - t_start
         complete = store.done_trials(spec.name) >= {p.trial_id for p in plans}
         try:
-            store.update_meta(
-                spec.name,
-                status="finished" if complete else "incomplete",
-                finished_at=now_utc().isoformat(),
-                wall_seconds=round(
-                    wall + float(meta.get("wall_seconds", 0.0) if resume else 0.0), 3
-                ),
-                versions=library_versions(),
-            )
+            close_meta(spec, store, meta, complete=complete, wall=wall, resume=resume)
         except SweepError:
             if writer.failure is None:  # the store failed before: that error is the one to show
                 raise
@@ -286,7 +330,11 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
         ),
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
-    configs = [{"trial_id": p.trial_id, "cpus": max(1, int(cpus))} for p in todo]
+    # what trials compute once for every sweep (trained generators) goes beside the store
+    cache = str(Path(spec.store).resolve() / CACHE_DIR)
+    configs = [
+        {"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "cache_dir": cache} for p in todo
+    ]
     scratch = tempfile.mkdtemp(prefix="backdoor-sweep-tune-")
     try:
         tuner = tune.Tuner(
@@ -294,7 +342,8 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(
                 reuse_actors=True,
-                max_concurrent_trials=spec.execution.max_concurrent_trials,
+                max_concurrent_trials=spec.execution.max_concurrent_trials
+                or spec.search.max_concurrent,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
             ),

@@ -86,6 +86,11 @@ class StoreWriter:
         #: the store write that failed (a full disk…): nothing more is written, the sweep stops
         self.failure: SweepError | None = None
 
+    def add_plan(self, plan: TrialPlan) -> None:
+        """Take a trial planned while the sweep runs (a configuration an adaptive searcher drew)."""
+        self.buffers[plan.trial_id] = _Buffer(plan)
+        self.results[plan.trial_id] = {u["result_id"]: u for u in plan.results}
+
     def result(self, trial_id: str, report: dict) -> None:
         """Buffer one report of a trial: a batch of finished results (a retry may repeat some)."""
         buf = self.buffers[trial_id]

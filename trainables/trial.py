@@ -11,10 +11,12 @@ progress is live without paying Tune's per-report cost for every millisecond-siz
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainables.attacks.generator_cache import cache_root
 from trainables.attacks.poisoning import Poisoned, make_poisoning
 from trainables.attacks.triggers import Trigger, make_trigger
 from trainables.data.datasets import Dataset
@@ -120,12 +122,16 @@ def run_result(config: dict, data: Dataset) -> ResultRows:
     return result
 
 
-def tune_trial(config: dict, data: Dataset) -> None:
+def tune_trial(
+    config: dict, data: Dataset, summarise: Callable[[list[dict]], dict] | None = None
+) -> None:
     """Ray Tune entry point: run every result of this trial and report them in batches.
 
     Finished results are reported together at most every ``report_every_s`` seconds (default 1 s)
     and at the end: each ``tune.report`` is a round trip to the driver plus a pass through Tune's
     result processing, which costs more than a result of a small learner (BENCHMARKS.md).
+    ``summarise(batch)``, when given, adds metrics to each report — a search's objective values
+    over the results finished so far, which its searcher reads from the trial's last report.
     """
     from ray import tune
     from threadpoolctl import threadpool_limits
@@ -136,7 +142,8 @@ def tune_trial(config: dict, data: Dataset) -> None:
     results = config["results"]
     batch: list[dict] = []
     last = time.monotonic()
-    with threadpool_limits(limits=cpus):
+    # generators and the like are computed once per store (``cache_dir``), not once per result
+    with threadpool_limits(limits=cpus), cache_root(config.get("cache_dir")):
         for i, result in enumerate(results):
             t0 = time.time()
             res = run_result(result, data)
@@ -151,7 +158,10 @@ def tune_trial(config: dict, data: Dataset) -> None:
                 }
             )
             if i == len(results) - 1 or time.monotonic() - last >= every:
-                tune.report({"results": batch, "node_id": node})
+                report = {"results": batch, "node_id": node}
+                if summarise is not None:
+                    report.update(summarise(batch))
+                tune.report(report)
                 batch, last = [], time.monotonic()
 
 

@@ -16,4 +16,9 @@ from backdoor_sweep.cli.app import app, main
 from backdoor_sweep.cli import running, store, choice, figures, images  # noqa: F401, E402
 # isort: on
 
+# the team service's commands (`serve`, `token add|list|revoke`) live with the service
+from backdoor_sweep.service.commands import register as _register_service  # noqa: E402
+
+_register_service(app)
+
 __all__ = ["app", "main"]

@@ -102,9 +102,12 @@ def heatmap(
     from analysis.heatmap import default_axes, heatmap_info
     from analysis.heatmap_figure import render_heatmap
     from analysis.load import load
+    from analysis.search_views import decision_rows, is_grid, render_scatter, scatter_info
     from analysis.static import write_figure
 
     df = load(st, name, where)
+    if not (where and "stage" in where):  # a slope screen's stage one, unless asked for
+        df = decision_rows(df)
     facets = None if facet is None else split_list(facet) or []
     if facets == ["none"]:
         facets = []
@@ -117,6 +120,11 @@ def heatmap(
         y = y or next((a for a in order if a != x), None)
         if facets is None:
             facets = [a for a in order if a not in (x, y)][:2]
+    if x in df.columns and y in df.columns and not is_grid(df, x, y):
+        shown = f"worst_{metric}" if agg == "worst" else metric  # worst over the attacks
+        write_figure(render_scatter(scatter_info(df, x, y, shown), title=f"{name}: {shown}"), path)
+        typer.echo(f"wrote {path} (a scatter: the sampled {x} and {y} are not a grid)")
+        return
     info = heatmap_info(
         df,
         x=x,
