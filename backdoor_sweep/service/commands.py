@@ -90,7 +90,9 @@ def serve(
         str | None,
         typer.Option(
             "--address",
-            help="Ray cluster for the sweeps: auto or HOST:PORT. Default: an in-process Ray per sweep.",
+            metavar="ADDRESS",
+            help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: an in-process Ray per "
+            "sweep).",
         ),
     ] = None,
     host: Annotated[
