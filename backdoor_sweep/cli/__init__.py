@@ -2,9 +2,11 @@
 
 One module per group of commands, each registering its commands on `app` when imported:
 `running` (run, resume), `store` (query, ls, verify), `choice` (select, report), `figures`
-(heatmap, importance, parallel, curves), `images` (explain, triggers). `options` holds the option vocabulary they share; `app`
-turns errors into one line and an exit code. To add a command, write it in the module of its group
-(or a new module imported below) with ``@app.command()``.
+(heatmap, importance, parallel, curves), `images` (explain, triggers); the team service's `serve`
+and `token` live with the service. `options` holds the option vocabulary they share; `app` turns
+errors into one line and an exit code. To add a command, write it in the module of its group (or
+a new module imported below) with ``@app.command()``; `--help` lists the commands in the order
+they are registered.
 """
 
 from __future__ import annotations
