@@ -85,7 +85,7 @@ def check_execution(spec: Spec) -> None:
                 "execution.precision bf16 needs a GPU (execution.gpus_per_trial > 0; CPU "
                 f"training runs fp32); got gpus_per_trial {ex.gpus_per_trial:g}"
             )
-        clipped = _values_or_default(spec, "max_grad_norm", "dp_sgd")
+        clipped = _values_or_default(spec, "max_grad_norm", "defence")
         if "dp_sgd" in defences and any(v is not None for v in clipped):
             raise SweepError(
                 "execution.precision must be fp32 with defence dp_sgd (Opacus's per-sample "
