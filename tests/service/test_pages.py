@@ -1,6 +1,6 @@
 """The pages in headless Chromium against a real server: log in with a token, submit a smoke sweep
 (a bad spec first, whose error shows inline), watch it finish, open its heatmap, curves and report,
-run a query. Screenshots go to ``artifacts/``.
+run a query. Screenshots go to the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from backdoor_sweep.errors import SweepError
 from sweep.query import run_query
 from sweep.spec import parse_spec
 from sweep.store import Store
-from tests.service.live_server import ROOT, LiveServer, add_token
+from tests.service.live_server import LiveServer, add_token
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ARTIFACTS = ROOT / "artifacts"
 #: Chromium logs every 4xx answer of a fetch as a console error; the page shows those itself
 EXPECTED_CONSOLE = "Failed to load resource: the server responded with a status of"
 
@@ -65,7 +64,8 @@ def test_log_in_submit_watch_draw_and_query_in_chromium(browser, tmp_path):
     context.route("**/*", route)
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    ARTIFACTS.mkdir(exist_ok=True)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     try:
         # no token yet: the list sends us to the login page; a wrong token is refused there
         page.goto(server.url + "/ui/")
@@ -109,7 +109,7 @@ def test_log_in_submit_watch_draw_and_query_in_chromium(browser, tmp_path):
         expected = ", ".join(f"{k} = {v:g}" for k, v in chosen.items())
         assert page.inner_text("#choice-config") == expected, format_choice(chosen)
         assert "95% interval" in page.inner_text("#choice-metrics")
-        page.screenshot(path=str(ARTIFACTS / "service-sweep.png"), full_page=True)
+        page.screenshot(path=str(shots / "service-sweep.png"), full_page=True)
 
         # another heatmap, chosen on the page: clean accuracy, one panel, worst case
         page.select_option("#hm-metric", "clean_acc")
@@ -146,7 +146,7 @@ def test_log_in_submit_watch_draw_and_query_in_chromium(browser, tmp_path):
         cells = page.eval_on_selector_all("#result tbody td", "tds => tds.map(t => t.textContent)")
         df = run_query(store, "select round(avg(asr), 4) as asr from trials where sweep = 'web'")
         assert cells[0] == "16" and float(cells[1]) == pytest.approx(float(df["asr"][0]))
-        page.screenshot(path=str(ARTIFACTS / "service-query.png"), full_page=True)
+        page.screenshot(path=str(shots / "service-query.png"), full_page=True)
         outside_file = "select * from read_csv('/etc/passwd')"
         with pytest.raises(SweepError) as refused:
             run_query(store, outside_file)
