@@ -52,19 +52,31 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
+def _unrecorded(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def find_result(spec, row: dict) -> dict:
     """The plan's configuration of ``row``: by result id, else the result whose grid axes, seed and
     every other value the row records are equal (a store written by other means)."""
-    from sweep.plan import plan_trials
+    from sweep.searching import plan_of_row
 
-    results = [u for p in plan_trials(spec) for u in p.results]
+    results = [u for p in plan_of_row(spec, row) for u in p.results]
     for u in results:
         if u["result_id"] == row.get("result_id"):
             return u
     needed = [*spec.grid, "seed"]
     if all(k in row for k in needed):
         for u in results:
-            keys = [k for k in u if k in row and k not in ("result_id", "curves")]
+            # a value the row does not record (null: a store written by other means) says nothing
+            keys = [
+                k
+                for k in u
+                if k in row and k not in ("result_id", "curves") and not _unrecorded(row[k])
+            ]
             if all(_same(row[k], u[k]) for k in keys):
                 return u
     raise SweepError(
@@ -87,6 +99,7 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     from threadpoolctl import threadpool_limits
 
     from sweep.spec import parse_spec
+    from trainables.attacks.generator_cache import cache_root
     from trainables.data.datasets import load_dataset
     from trainables.learners import make_learner
     from trainables.measures.dynamics import watch_dynamics
@@ -97,7 +110,8 @@ def rebuild(store: Store, sweep: str, row: dict) -> Rebuilt:
     config = find_result(spec, row)
     data = load_dataset(spec.dataset)
     cpus = max(1, int(spec.execution.cpus_per_trial))  # the sweep's threads: identical networks
-    with threadpool_limits(limits=cpus):
+    # the sweep's cached generators (gan_interpolation), so the rebuilt poisons are the stored ones
+    with threadpool_limits(limits=cpus), cache_root(store.cache_dir):
         _torch_threads(config, cpus)
         result = prepare_result(config, data)
         # result.data: the training split the sweep used (smaller when it held out validation)
@@ -188,7 +202,7 @@ def explain_info(rb: Rebuilt, sample: int | None = None, k: int = 10) -> Explain
         raise SweepError(f"--k must be at least 1; got {k}")
     i = default_sample(data, result.target) if sample is None else int(sample)
     if not 0 <= i < n_test:
-        raise SweepError(f"--sample must be a test sample index in [0, {n_test}); got {sample}")
+        raise SweepError(f"--test-index must be a test sample index in [0, {n_test}); got {sample}")
     inputs = {"clean": data.X_test[i], "triggered": result.X_bt[i]}
     mask = result.trigger.mask()
     notes: list[str] = []

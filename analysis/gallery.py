@@ -2,9 +2,11 @@
 
 For a few test images (one per class in turn) the gallery shows the clean image, the image under
 every registered trigger, and the image after every clean-label hardening (docs/science.md §2–§3,
-before the trigger is added). Without a spec each component uses its default parameters; with a
-spec, its fixed attack parameters apply to every trigger that reads them and each distinct setting
-it sweeps (e.g. every ``trigger_size``) gets its own row.
+before the trigger is added) — for ``gan_interpolation`` one row per τ the spec sweeps, beside the
+clean image and the PGD rows, so one sees how label-consistent the interpolations stay. Without a
+spec each component uses its default parameters; with a spec, its fixed attack parameters apply to
+every trigger that reads them and each distinct setting it sweeps (e.g. every ``trigger_size``)
+gets its own row.
 
 Computed first (`gallery_info` returns plain arrays and labels), drawn second: `render_png` (a
 grid drawn with Pillow, pixels upscaled by nearest neighbour so single pixels stay visible) or
@@ -17,13 +19,16 @@ import base64
 import html
 import io
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from backdoor_sweep.errors import SweepError
+from sweep.store import CACHE_DIR
 from trainables.attacks.clean_label import CleanLabelParams, harden
+from trainables.attacks.generator_cache import cache_root
 from trainables.attacks.triggers import TRIGGERS
 from trainables.data.datasets import Dataset
 from trainables.trial import seed_sequence
@@ -34,6 +39,15 @@ HARDENING_FIELDS: dict[str, tuple[str, ...]] = {
     "pgd_linf": ("epsilon", "pgd_steps", "surrogate"),
     "noise": ("noise_std",),
     "interpolation": ("tau",),
+    "gan_interpolation": (
+        "tau",
+        "gan_latent_dim",
+        "gan_steps",
+        "gan_seed",
+        "gan_encode_steps",
+        "gan_encode_lr",
+        "gan_restarts",
+    ),
 }
 #: the PGD surrogate of the gallery is fit on at most this many training images (a preview)
 SURROGATE_MAX_SAMPLES = 2000
@@ -61,9 +75,18 @@ class Setting:
 
     @property
     def label(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items() if k != "hardening")
+        shown = ", ".join(
+            f"{k}={v}"
+            for k, v in self.params.items()
+            if k != "hardening" and not _default_gan(k, v)
+        )
         head = self.name if self.kind == "trigger" else f"clean-label {self.name}"
         return f"{head} ({shown})" if shown else head
+
+
+def _default_gan(key: str, value: object) -> bool:
+    """Generator settings at their defaults are left out of a row's label (it stays short)."""
+    return key.startswith("gan_") and CleanLabelParams.model_fields[key].default == value
 
 
 @dataclass
@@ -146,7 +169,8 @@ def _apply(setting: Setting, data: Dataset, X: np.ndarray, y: np.ndarray, seed: 
     params = CleanLabelParams(**setting.params)
     rng = seed_sequence(seed, "harden")
     keep = np.arange(len(data.y_train))
-    if len(keep) > SURROGATE_MAX_SAMPLES:
+    # the generator is trained on the whole training set, as in a sweep (so the cache is shared)
+    if len(keep) > SURROGATE_MAX_SAMPLES and params.hardening != "gan_interpolation":
         keep = np.sort(rng.choice(keep, size=SURROGATE_MAX_SAMPLES, replace=False))
     X_clean, y_clean = data.X_train[keep], data.y_train[keep]
     out = np.empty_like(X)
@@ -156,16 +180,32 @@ def _apply(setting: Setting, data: Dataset, X: np.ndarray, y: np.ndarray, seed: 
     return out
 
 
-def gallery_info(data: Dataset, spec=None, n_samples: int = 4, seed: int = 0) -> GalleryInfo:
-    """The clean samples and every setting applied to them, as arrays (nothing drawn yet)."""
+def gallery_info(
+    data: Dataset,
+    spec=None,
+    n_samples: int = 4,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> GalleryInfo:
+    """The clean samples and every setting applied to them, as arrays (nothing drawn yet).
+
+    ``progress(done, total, label)`` is called before each setting: a clean-label hardening fits
+    a model, so the whole gallery can take minutes.
+    """
     if n_samples < 1:
-        raise SweepError(f"--samples must be at least 1; got {n_samples}")
+        raise SweepError(f"--images must be at least 1; got {n_samples}")
     rows = _samples(data, n_samples, seed)
     X, y = data.X_test[rows], data.y_test[rows]
     images, labels, skipped = [X], ["clean"], []
-    for s in settings(spec):
+    # with a spec, generators come from (and go to) its store's cache, shared with its sweeps
+    cache = Path(spec.store) / CACHE_DIR if spec is not None else None
+    todo = settings(spec)
+    for i, s in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), s.label)
         try:
-            images.append(_apply(s, data, X, y, seed))
+            with cache_root(cache):
+                images.append(_apply(s, data, X, y, seed))
         except SweepError as err:  # e.g. a trigger larger than these images
             skipped.append(f"{s.label}: {err}")
             continue

@@ -17,10 +17,12 @@ def swept_html(meta: dict, df: pd.DataFrame) -> str:
     """Two fact tables (the spec; the run) and the full spec, folded."""
     spec = meta.get("spec", {})
     grid = spec.get("grid", {})
-    sizes = " × ".join(str(len(v)) for v in grid.values()) or "1"
+    # a range ({loguniform: [low, high]}) is sampled: one value per configuration
+    sizes = " × ".join(str(len(v)) if isinstance(v, list) else "sampled" for v in grid.values())
+    sizes = sizes or "1"
     n_cells = 1
     for v in grid.values():
-        n_cells *= len(v)
+        n_cells *= len(v) if isinstance(v, list) else 1
     seeds = spec.get("seeds", [])
     counts = df["status"].value_counts().to_dict() if "status" in df else {"ok": len(df)}
     dataset = spec.get("dataset", {})
@@ -35,9 +37,7 @@ def swept_html(meta: dict, df: pd.DataFrame) -> str:
         (
             "grid",
             Raw(
-                "<br>".join(
-                    f"<b>{esc(k)}</b>: {esc(', '.join(map(str, v)))}" for k, v in grid.items()
-                )
+                "<br>".join(f"<b>{esc(k)}</b>: {esc(_values_text(v))}" for k, v in grid.items())
                 or "—"
             ),
         ),
@@ -75,3 +75,10 @@ def swept_html(meta: dict, df: pd.DataFrame) -> str:
         f'<div class="facts"><div>{facts_html(facts)}</div><div>{facts_html(run)}</div></div>'
         f"<details><summary>full spec</summary><pre>{esc(spec_text)}</pre></details>"
     )
+
+
+def _values_text(values) -> str:
+    """A grid axis in words: its list, or its range (``loguniform [0.01, 100]``)."""
+    if isinstance(values, dict):
+        return "; ".join(f"{kind} {bounds}" for kind, bounds in values.items())
+    return ", ".join(map(str, values))

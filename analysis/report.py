@@ -16,6 +16,7 @@ sweeps, a comparison table comes first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from analysis.heatmap_figure import render_heatmap
 from analysis.page import esc, figure_html, page_html, section_html, table_html
 from analysis.pareto import pareto_points, render_pareto
 from analysis.provenance import swept_html
+from analysis.search_views import decision_rows, is_grid, search_section
 from analysis.select import (
     OBJECTIVES,
     Selection,
@@ -66,10 +68,16 @@ def _selections(df: pd.DataFrame, clean_tolerance: float) -> dict[str, Selection
 
 
 def _heatmaps(df: pd.DataFrame, tol: float, chosen: dict | None) -> str:
+    df = decision_rows(df)  # a slope screen's stage one saw one attack only
     try:
         x, y, facets = default_axes(df)
     except SweepError:
         return '<p class="muted">no heatmap: the sweep varies no axis</p>'
+    if not is_grid(df, x, y):
+        return (
+            f'<p class="muted">no heatmap: the sampled ({esc(x)}, {esc(y)}) values are not a '
+            "grid; see the search part</p>"
+        )
     parts = []
     for metric in HEATMAP_METRICS:
         if not _has(df, metric):
@@ -294,6 +302,7 @@ def sweep_section(store: Store, name: str, clean_tolerance: float = 0.01) -> tup
         "best configurations</summary>"
         + picks_html(sels)
         + "</details>"
+        + _shown(search_section, df, meta, clean_tolerance)
         + _shown(_heatmaps, df, clean_tolerance, chosen)
         + _shown(_drivers, df, clean_tolerance)
         + _shown(_privacy, df, clean_tolerance, chosen)
@@ -368,9 +377,16 @@ def _comparison(summaries: list[dict]) -> str:
 
 
 def report_html(
-    store: str | Path | Store, sweeps: list[str] | None = None, clean_tolerance: float = 0.01
+    store: str | Path | Store,
+    sweeps: list[str] | None = None,
+    clean_tolerance: float = 0.01,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> str:
-    """The report page for ``sweeps`` (default: every sweep in the store) as one HTML string."""
+    """The report page for ``sweeps`` (default: every sweep in the store) as one HTML string.
+
+    ``progress(done, total, sweep)`` is called before each sweep's section: a section rebuilds
+    models for its explanations, so a report can take a minute or more.
+    """
     st = store if isinstance(store, Store) else Store(store)
     if not st.root.is_dir():
         raise SweepError(f"--store must be an existing folder; got {str(st.root)!r} (not found)")
@@ -380,7 +396,9 @@ def report_html(
             f"--store must hold at least one sweep; {st.root} has none (run `backdoor-sweep run` first)"
         )
     sections, summaries = [], []
-    for name in names:
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(i, len(names), name)
         html_, summary = sweep_section(st, name, clean_tolerance)
         sections.append(html_)
         summaries.append(summary)
@@ -409,9 +427,10 @@ def build_report(
     sweeps: list[str] | None = None,
     out: str | Path = "report.html",
     clean_tolerance: float = 0.01,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Path:
-    """Write the report to ``out`` and return its path."""
-    text = report_html(store, sweeps, clean_tolerance)
+    """Write the report to ``out`` and return its path (``progress``: see `report_html`)."""
+    text = report_html(store, sweeps, clean_tolerance, progress)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -81,7 +81,11 @@ def grid_axes(df: pd.DataFrame) -> list[str]:
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"] if "status" in df else df
+    """Rows a choice reads: successful, and not a slope screen's stage one (one probe attack)."""
+    from sweep.search import SCREEN_STAGE, STAGE_COLUMN
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    return ok[ok[STAGE_COLUMN] != SCREEN_STAGE] if STAGE_COLUMN in ok else ok
 
 
 def configuration_metric(df: pd.DataFrame, axes: list[str], name: str) -> pd.DataFrame:

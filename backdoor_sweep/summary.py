@@ -1,39 +1,84 @@
-"""The short summary printed at the end of `backdoor-sweep run`."""
+"""What `backdoor-sweep run` prints: the plan when it starts, the summary when it ends."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from backdoor_sweep.errors import SweepError
 
+if TYPE_CHECKING:
+    from sweep.launcher import SweepOutcome, SweepStart
+    from sweep.spec import Spec
 
-def print_summary(spec, outcome, stream=None) -> None:
-    from analysis.load import load
 
-    out = stream or sys.stdout
-    axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items()) or "1 configuration"
-    print(
-        f"sweep {spec.name}: {axes} x {len(spec.seeds)} seeds = {spec.n_results} results", file=out
+def describe_grid(spec: Spec) -> str:
+    """``2 C x 2 gamma x 2 seeds = 8 results``."""
+    axes = (
+        " x ".join(
+            f"{len(v)} {k}" if isinstance(v, list) else f"{k} {v.describe()}"
+            for k, v in spec.grid.items()
+        )
+        or "1 configuration"
     )
+    seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) != 1 else "")
+    size = f"{spec.n_results} results"
+    if not spec.search.is_default:
+        what = spec.search.sampler or "grid"
+        size = f"at most {size} ({what}, strategy {spec.search.strategy})"
+    return f"{axes} x {seeds} = {size}"
+
+
+def print_plan(spec: Spec, plan: SweepStart, stream: TextIO | None = None) -> None:
+    """What the run is about to do, before any slow step: a person sees at once how big it is and
+    where it writes (and, resumed, how much is already done)."""
+    out = stream or sys.stdout
+    print(f"sweep {spec.name}: {describe_grid(spec)} in {plan.n_trials} trials", file=out)
+    if plan.n_stored:
+        print(
+            f"  {plan.n_stored} results already in the store; {plan.n_todo} trials to run",
+            file=out,
+        )
+    if plan.replaces:
+        print("  replaces the stored sweep of this name once the new run is ready", file=out)
+    print(f"  store: {plan.store.sweep_dir(spec.name).resolve()}", file=out, flush=True)
+
+
+def print_summary(
+    spec: Spec, outcome: SweepOutcome, stream: TextIO | None = None, choice: bool = True
+) -> None:
+    """Counts and wall time; with ``choice``, the robust choices the results support."""
+    out = stream or sys.stdout
+    state = "finished" if outcome.complete else "stopped"
     stopped = getattr(outcome, "n_stopped", 0)
     ran = outcome.n_ok + outcome.n_error + stopped
     counts = f"{outcome.n_ok} ok, {outcome.n_error} error" + (
         f", {stopped} stopped early by the scheduler" if stopped else ""
     )
     print(
-        f"  ran {ran} ({counts}), "
+        f"sweep {spec.name} {state}: ran {ran} ({counts}), "
         f"{outcome.n_skipped} already in the store; wall time {outcome.wall_seconds:.1f} s",
         file=out,
     )
-    print(f"  store: {outcome.store.sweep_dir(spec.name)}", file=out)
+    print(f"  store: {outcome.store.sweep_dir(spec.name).resolve()}", file=out)
+    if not choice:
+        return
+    from analysis.load import load
+
     try:
         df = load(outcome.store, spec.name)
     except SweepError as err:
         print(f"  no robust choice: {err}", file=out)
         return
+    if not spec.search.is_default:
+        from analysis.search_views import search_summary_lines
+
+        for line in search_summary_lines(outcome.store.read_meta(spec.name)):
+            print(line, file=out)
     if not print_choice(df, "asr", out):
         return
-    if "slope" in df.columns and df["slope"].notna().any():
+    screened = spec.search.strategy == "slope_screen"  # its screen lines said what the slope did
+    if "slope" in df.columns and df["slope"].notna().any() and not screened:
         print_slope_summary(df, list(spec.grid), out)
 
 

@@ -1,17 +1,27 @@
 """Progress while a sweep runs: results done / total, rate and ETA.
 
 A live rich bar on a terminal; on a pipe or in CI, a plain line at every tenth of the work.
+``on_advance`` (e.g. the team service's runner, which writes the counts to a file) is called
+after every step, whether or not anything is shown.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool = True, stream=None) -> None:
+    def __init__(
+        self,
+        total: int,
+        enabled: bool = True,
+        stream=None,
+        on_advance: Callable[[Progress], None] | None = None,
+    ) -> None:
         self.total = total
+        self.on_advance = on_advance
         self.done = 0
         self.enabled = enabled and total > 0
         self.stream = stream or sys.stderr
@@ -48,6 +58,8 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+        if self.on_advance is not None:
+            self.on_advance(self)
         if not self.enabled:
             return
         if self._bar is not None:

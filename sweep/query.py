@@ -101,15 +101,18 @@ def connect(
 
 
 # -- the statement check ---------------------------------------------------------------------
+_parsers = threading.local()
+
+
 @contextmanager
 def parser_connection():
+    """This thread's DuckDB connection for parsing. It never runs a query of the user's, and a new
+    one costs ≈ 20 ms, a third of a small query (BENCHMARKS.md, the team service), so it is kept."""
     import duckdb
 
-    con = duckdb.connect(":memory:")
-    try:
-        yield con
-    finally:
-        con.close()
+    if getattr(_parsers, "con", None) is None:
+        _parsers.con = duckdb.connect(":memory:")
+    yield _parsers.con
 
 
 @lru_cache(maxsize=1)
@@ -335,8 +338,14 @@ def run_query(
     sql: str,
     timeout: float = DEFAULT_TIMEOUT_S,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    max_rows: int | None = None,
 ) -> pd.DataFrame:
-    """Run one read-only query; a DuckDB error becomes a one-line `SweepError`."""
+    """Run one read-only query; a DuckDB error becomes a one-line `SweepError`.
+
+    With ``max_rows`` (the team service) at most that many rows come back and the frame's
+    ``attrs["truncated"]`` says whether there were more; the limit is part of the query DuckDB
+    plans, so rows past it are not computed when the query allows it.
+    """
     import duckdb
 
     check_query(sql)
@@ -345,7 +354,13 @@ def run_query(
     except duckdb.Error as err:
         raise SweepError(f"store {store.root} could not be read: {first_line(err)}") from None
     try:
-        return run_bounded(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
+        if max_rows is None:
+            return run_bounded(con, lambda c: c.execute(sql).fetchdf(), timeout, "query")
+        df = run_bounded(con, lambda c: c.sql(sql).limit(max_rows + 1).fetchdf(), timeout, "query")
+        truncated = len(df) > max_rows
+        df = df.head(max_rows) if truncated else df
+        df.attrs["truncated"] = truncated
+        return df
     finally:
         close_quietly(con)
 

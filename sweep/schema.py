@@ -89,6 +89,7 @@ _DP = ("defence", "dp_sgd")
 _FINETUNE = ("defence", "clean_finetune")
 _FILTER = ("defence", "filter")
 _CLEAN_LABEL = ("poisoning", "clean_label")
+_GAN = ("hardening", "gan_interpolation")
 #: per-epoch reports under an execution.scheduler (trainables/epochs.py)
 _EPOCHS = ("val_fraction", None)
 
@@ -109,6 +110,9 @@ TRIALS = Table(
         Metric("poison_per_class", "string"),
         Metric("surrogate_loss_clean", when=_CLEAN_LABEL),
         Metric("surrogate_loss_hardened", when=_CLEAN_LABEL),
+        # the cached generator of a result, and its reproduction error (docs/gan_interpolation.md)
+        Metric("generator_key", "string", when=_GAN),
+        Metric("gan_reconstruction_mse", when=_GAN),
         Metric("slope", better="lower", when=_CURVES),
         Metric("slope_fd", better="lower", when=_CURVES),
         Metric("slope_note", "string", when=_CURVES),
@@ -298,10 +302,10 @@ def table_schemas(results: list[dict[str, Any]]):
 
 
 def spec_schemas(spec):
-    """`table_schemas` of a validated spec's plan."""
-    from sweep.plan import plan_trials
+    """`table_schemas` of a validated spec's plan (a search's: every trial it may run)."""
+    from sweep.searching import possible_plans
 
-    return table_schemas([r for p in plan_trials(spec) for r in p.results])
+    return table_schemas([r for p in possible_plans(spec) for r in p.results])
 
 
 def schema_difference(got, want) -> list[str]:

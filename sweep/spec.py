@@ -22,12 +22,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backdoor_sweep.errors import SweepError, shown
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
 from sweep.execution import SchedulerSection
 from sweep.schema import SWEEP_NAME_PATTERN
+from sweep.search import (
+    Range,
+    SearchSection,
+    n_configurations,
+    n_inner_cells,
+    parse_range,
+    planned_results,
+    smoke_search,
+)
 from sweep.specfile import read_spec_file
 from sweep.validation import (  # noqa: F401  (COMPONENT_KINDS, MAX_RESULTS: re-exported)
     COMPONENT_KINDS,
@@ -139,12 +148,24 @@ class Spec(BaseModel):
     learner: LearnerSection
     attack: AttackSection
     defence: DefenceSection = DefenceSection()
-    grid: dict[str, list[Any]] = {}
+    #: axis -> a list of values, or (learner/defence axes, with a search algorithm) a `Range`
+    grid: dict[str, list[Any] | Range] = {}
     seeds: list[Seed] = [0]
     curves: CurvesSection = CurvesSection()
     explain: ExplainSection = ExplainSection()
     execution: ExecutionSection = ExecutionSection()
+    search: SearchSection = SearchSection()
     store: str = "results"
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _ranges(cls, grid: Any) -> Any:
+        """``{loguniform: [low, high]}`` and friends become a `Range` (one line if malformed)."""
+        if not isinstance(grid, dict):
+            return grid
+        return {
+            a: parse_range(f"grid.{a}", v) if isinstance(v, dict) else v for a, v in grid.items()
+        }
 
     # -- the flat configuration -------------------------------------------------------------
     def base_config(self) -> tuple[dict[str, Any], dict[str, str]]:
@@ -162,15 +183,24 @@ class Spec(BaseModel):
             config[key], origins[key] = value, f"defence.{key}"
         return config, origins
 
+    def grid_lists(self) -> dict[str, list[Any]]:
+        """Every axis as a list: a range by its endpoints (what validation checks)."""
+        return {a: v.endpoints() if isinstance(v, Range) else v for a, v in self.grid.items()}
+
     def cells(self) -> Iterator[dict[str, Any]]:
-        """Every grid point as a flat config (without the seed), in a stable order."""
+        """Every grid point as a flat config (without the seed), in a stable order; a range
+        contributes its endpoints."""
         base, _ = self.base_config()
-        axes = list(self.grid)
-        for values in itertools.product(*(self.grid[a] for a in axes)):
+        lists = self.grid_lists()
+        axes = list(lists)
+        for values in itertools.product(*(lists[a] for a in axes)):
             yield {**base, **dict(zip(axes, values, strict=True))}
 
     @property
     def n_cells(self) -> int:
+        """Grid points: configurations × attack settings (configurations sampled when searching)."""
+        if not self.search.is_default:
+            return n_configurations(self) * n_inner_cells(self)
         n = 1
         for values in self.grid.values():
             n *= len(values)
@@ -178,6 +208,9 @@ class Spec(BaseModel):
 
     @property
     def n_results(self) -> int:
+        """Results the sweep runs (at most, for a slope screen; see `sweep.search`)."""
+        if not self.search.is_default:
+            return planned_results(self)
         return self.n_cells * len(self.seeds)
 
     def inner_axes(self) -> list[str]:
@@ -193,8 +226,9 @@ class Spec(BaseModel):
     def smoke(self) -> Spec:
         """The tiny version: the first two values of every axis, the first seed, 3 βs."""
         data = self.model_dump()
-        data["grid"] = {k: v[:2] for k, v in self.grid.items()}
+        data["grid"] = {k: v[:2] if isinstance(v, list) else v for k, v in self.grid.items()}
         data["seeds"] = self.seeds[:1]
+        data["search"] = smoke_search(self, data["grid"])
         if self.curves.betas:
             betas = self.curves.betas
             data["curves"]["betas"] = sorted({betas[0], betas[len(betas) // 2], betas[-1]})
@@ -202,8 +236,12 @@ class Spec(BaseModel):
         return Spec.model_validate(data)
 
     def fingerprinted(self) -> dict[str, Any]:
-        """The spec as JSON without the fields that change no result (`NOT_FINGERPRINTED`)."""
-        return self.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
+        """The spec as JSON without the fields that change no result (`NOT_FINGERPRINTED`); a
+        default search section is left out too, so sweeps from before searches keep their digest."""
+        data = self.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
+        if self.search == SearchSection():
+            data.pop("search")
+        return data
 
     def digest(self) -> str:
         """A hash of what determines the results: the same for a store moved or spelled otherwise."""

@@ -114,22 +114,34 @@ def read_text(path: Path) -> str:
         raise SweepError(
             f"spec file {shown(str(path))} must be readable; got {cut(err.strerror or str(err))}"
         ) from None
+    return spec_text(data, f"spec file {shown(str(path))}")
+
+
+def spec_text(data: bytes, what: str = "spec") -> str:
+    """``data`` as text: at most `MAX_SPEC_BYTES` of UTF-8; ``what`` starts the error line."""
     if len(data) > MAX_SPEC_BYTES:
-        raise SweepError(
-            f"spec file {shown(str(path))} must be at most {MAX_SPEC_BYTES:,} bytes; got more"
-        )
+        raise SweepError(f"{what} must be at most {MAX_SPEC_BYTES:,} bytes; got more")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise SweepError(
-            f"spec file {shown(str(path))} must be UTF-8 text; got byte "
-            f"0x{data[err.start]:02x} at offset {err.start}"
+            f"{what} must be UTF-8 text; got byte 0x{data[err.start]:02x} at offset {err.start}"
         ) from None
 
 
 def read_spec_file(path: Path) -> Any:
     """The YAML document in ``path`` as Python values, within the limits above."""
-    text = read_text(path)
+    return read_spec_text(read_text(path), f"spec file {shown(str(path))}")
+
+
+def read_spec_bytes(data: bytes, what: str = "spec") -> Any:
+    """A spec sent as bytes (the team service's request body), within the same limits."""
+    return read_spec_text(spec_text(data, what), what)
+
+
+def read_spec_text(text: str, what: str = "spec") -> Any:
+    """The YAML document in ``text`` as Python values, within the limits above; ``what`` (e.g.
+    ``spec file PATH``) starts each error line."""
     loader = None
     try:
         loader = SpecLoader(text)  # refuses control characters on construction
@@ -138,13 +150,9 @@ def read_spec_file(path: Path) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SweepError(
-            f"spec file {shown(str(path))} is not valid YAML{where}: {cut(problem, 160)}"
-        ) from None
+        raise SweepError(f"{what} is not valid YAML{where}: {cut(problem, 160)}") from None
     except RecursionError:  # a limit above should come first; this keeps it one line regardless
-        raise SweepError(
-            f"spec file {shown(str(path))} is nested too deeply; at most {MAX_DEPTH} levels"
-        ) from None
+        raise SweepError(f"{what} is nested too deeply; at most {MAX_DEPTH} levels") from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -23,6 +23,7 @@ symbolic link (it could point outside the store), and a folder with part files b
 verify`` reports them. A run holds an exclusive lock on its sweep (``<store>/.locks/<sweep>.lock``,
 ``flock``), so two runs of one sweep name cannot interleave while runs of different sweeps share
 the store freely.
+What trials compute once for every sweep (trained generators) lives in ``<store>/.cache``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ from sweep.schema import SCHEMA, SWEEP_NAME, TABLES
 PART_PREFIX = "part-"
 PART_NAME = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 LOCK_DIR = ".locks"
+#: the team service's own files (tokens, who submitted what, its runners' logs); not a sweep
+SERVICE_DIR = ".service"
+#: what trials compute once and reuse across sweeps (e.g. trained generators); see `Store.cache_dir`
+CACHE_DIR = ".cache"
 #: (path, mtime_ns, size) of part files whose footer and key columns were already checked
 _checked: set[tuple[str, int, int]] = set()
 _VERIFY = "move it out of the store or run `backdoor-sweep verify`"
@@ -95,6 +100,11 @@ class Store:
         self._schemas: dict[str, dict[str, pa.Schema]] = {}
 
     # -- sweeps -------------------------------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        """``<store>/.cache``: trained generators and the like, shared by every sweep of the store."""
+        return self.root / CACHE_DIR
+
     def sweep_dir(self, sweep: str) -> Path:
         return self.root / check_sweep_name(sweep)
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from backdoor_sweep.errors import SweepError, shown
 from sweep.execution import check_execution
+from sweep.search import check_search
 from trainables.attacks.poisoning import POISONINGS
 from trainables.attacks.triggers import TRIGGERS
 from trainables.components import Registry, describe_error
@@ -57,6 +58,7 @@ def validate(spec: Spec) -> None:
     check_targets(spec, origins, info)
     check_cells(spec, origins, info, chosen)
     check_explain(spec, origins, info, chosen)
+    check_search(spec, len(info.classes))  # ranges and the search: section (sweep.search)
     check_execution(spec)
 
 
@@ -64,7 +66,10 @@ def check_result_count(spec: Spec, force: bool = False) -> None:
     """Refuse a sweep of more than `MAX_RESULTS` results unless ``force`` (``run --force``)."""
     if force or spec.n_results <= MAX_RESULTS:
         return
-    sizes = [f"{len(v)} {k}" for k, v in spec.grid.items() if len(v) > 1]
+    if spec.search.is_default:
+        sizes = [f"{len(v)} {k}" for k, v in spec.grid.items() if len(v) > 1]
+    else:
+        sizes = [f"at most {spec.n_results // len(spec.seeds):,} configurations × attack settings"]
     sizes.append(f"{len(spec.seeds)} seed{'s' if len(spec.seeds) > 1 else ''}")
     raise SweepError(
         f"grid and seeds must give at most {MAX_RESULTS:,} results (pass --force to run more); "
@@ -91,7 +96,7 @@ def check_axes(spec: Spec) -> None:
             raise SweepError(
                 f"grid axis must be one of {', '.join(sorted(known))}; got {shown(axis)}"
             )
-        if not values:
+        if isinstance(values, list) and not values:  # a range is checked where it is parsed
             raise SweepError(f"grid.{axis} must list at least one value; got []")
 
 
@@ -159,7 +164,7 @@ def check_known_keys(spec: Spec, origins: dict[str, str], chosen: dict[str, list
 def values_of(spec: Spec, key: str) -> list[Any]:
     """The values ``key`` takes in the sweep: its grid axis, or its one fixed value."""
     if key in spec.grid:
-        return list(spec.grid[key])
+        return list(spec.grid_lists()[key])  # a range: its endpoints
     base, _ = spec.base_config()
     return [base[key]]
 
@@ -270,9 +275,10 @@ def sub_grid(spec: Spec, keys: list[str]) -> Iterator[dict[str, Any]]:
     There are as many as the product of the lengths of the grid axes among ``keys``.
     """
     base, _ = spec.base_config()
-    first = {**base, **{axis: values[0] for axis, values in spec.grid.items()}}
-    axes = [k for k in keys if k in spec.grid]
-    for combo in itertools.product(*(spec.grid[a] for a in axes)):
+    lists = spec.grid_lists()  # a range: its endpoints
+    first = {**base, **{axis: values[0] for axis, values in lists.items()}}
+    axes = [k for k in keys if k in lists]
+    for combo in itertools.product(*(lists[a] for a in axes)):
         yield {**first, **dict(zip(axes, combo, strict=True))}
 
 

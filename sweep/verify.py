@@ -34,10 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backdoor_sweep.errors import SweepError
-from sweep.schema import NOT_COLUMNS, SCHEMA, TABLES, schema_difference, table_schemas
+from sweep.schema import NOT_COLUMNS, SCHEMA, TABLES, schema_difference, spec_schemas
 from sweep.store import PART_NAME, Store
 
-SWEEP_ENTRIES = {"sweep.json", *TABLES}
+SWEEP_ENTRIES = {"sweep.json", "searcher.pkl", *TABLES}  # searcher.pkl: an Optuna search's state
 #: what `sweep.repair` does about a problem
 ACTIONS = ("delete", "set_aside", "rewrite", "mark_incomplete", "by_hand")
 
@@ -111,12 +111,8 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
     except SweepError as err:
         report.problem(str(err), Fix("by_hand", folder / "sweep.json", name))
         return
-    plan = _plan(meta, folder / "sweep.json", name, report)
-    schemas = (
-        table_schemas([r for results in plan.values() for r in results.values()])
-        if plan is not None
-        else None
-    )
+    spec = _spec(meta, folder / "sweep.json", name, report)
+    schemas = spec_schemas(spec) if spec is not None else None
     locked = store.is_locked(name)  # a run is writing it: temporary files are in flight
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".tmp-"):
@@ -127,12 +123,14 @@ def _verify_sweep(store: Store, name: str, report: Report) -> None:
                 )
         elif entry.name not in SWEEP_ENTRIES or entry.is_symlink():
             report.problem(
-                f"{entry}: not a file of this store (a sweep folder holds sweep.json, trials/, curves/, dynamics/)",
+                f"{entry}: not a file of this store (a sweep folder holds sweep.json, trials/, "
+                "curves/, dynamics/ and an Optuna search's searcher.pkl)",
                 Fix("set_aside", entry, name),
             )
     tables = {
         t: _read_parts(folder / t, t, name, report, locked, schemas and schemas[t]) for t in TABLES
     }
+    plan = _plan(spec, tables["trials"]) if spec is not None else None
     unfinished = locked or meta.get("status") != "finished"
 
     trial_rows = tables["trials"]
@@ -186,9 +184,8 @@ def _resume(store: Store, name: str) -> str:
     return f"backdoor-sweep resume {name} --store {shlex.quote(str(store.root))}"
 
 
-def _plan(meta: dict, path: Path, name: str, report: Report) -> dict[str, dict[str, dict]] | None:
-    """trial id -> result id -> result, from the spec stored in sweep.json (None if unusable)."""
-    from sweep.plan import plan_trials
+def _spec(meta: dict, path: Path, name: str, report: Report):
+    """The spec stored in sweep.json, validated (None, and a problem, if it no longer is)."""
     from sweep.spec import parse_spec
 
     try:
@@ -204,7 +201,20 @@ def _plan(meta: dict, path: Path, name: str, report: Report) -> dict[str, dict[s
             f"{path}: names sweep {spec.name!r} but lies in folder {path.parent.name!r}",
             Fix("by_hand", path, name),
         )
-    return {p.trial_id: {u["result_id"]: u for u in p.results} for p in plan_trials(spec)}
+    return spec
+
+
+def _plan(spec, trial_rows: dict[Path, dict[str, list]]) -> dict[str, dict[str, dict]]:
+    """trial id -> result id -> result. A search that is not one fixed plan (Optuna, a slope
+    screen) is planned from its stored rows as well (`sweep.searching.stored_plans`)."""
+    import pandas as pd
+
+    from sweep.searching import stored_plans
+
+    rows = pd.DataFrame()
+    if spec.search.staged and trial_rows:
+        rows = pd.concat([pd.DataFrame(r) for r in trial_rows.values()], ignore_index=True)
+    return {p.trial_id: {u["result_id"]: u for u in p.results} for p in stored_plans(spec, rows)}
 
 
 def _read_parts(

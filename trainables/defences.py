@@ -30,7 +30,6 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import Field
-from sklearn.base import clone
 
 from backdoor_sweep.errors import SweepError, shown
 from trainables.attacks.poisoning import Poisoned
@@ -295,6 +294,8 @@ class Filter(Defence):
         n, n_poison = len(y), int(poison.sum())
         n_trusted = max(2, int(round(p.filter_trusted_fraction * n)))
         trusted = draw_trusted(y, np.flatnonzero(~poison), n_trusted, rng)
+        from sklearn.base import clone
+
         detector = clone(learner).fit(X[trusted], y[trusted])
         scores = own_label_probability(detector, X, y)
         k = n_poison if p.filter_fraction is None else int(round(p.filter_fraction * n))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainables.attacks.generator_cache import cache_root
 from trainables.attacks.poisoning import Poisoned, make_poisoning
 from trainables.attacks.triggers import Trigger, make_trigger
 from trainables.data.datasets import Dataset
@@ -161,12 +162,16 @@ def run_result(
     return result
 
 
-def tune_trial(config: dict, data: Dataset) -> None:
+def tune_trial(
+    config: dict, data: Dataset, summarise: Callable[[list[dict]], dict] | None = None
+) -> None:
     """Ray Tune entry point: run every result of this trial and report them in batches.
 
     Finished results are reported together at most every ``report_every_s`` seconds (default 1 s)
     and at the end: each ``tune.report`` is a round trip to the driver plus a pass through Tune's
     result processing, which costs more than a result of a small learner (BENCHMARKS.md).
+    ``summarise(batch)``, when given, adds metrics to each report — a search's objective values
+    over the results finished so far, which its searcher reads from the trial's last report.
     """
     from ray import tune
     from threadpoolctl import threadpool_limits
@@ -181,7 +186,8 @@ def tune_trial(config: dict, data: Dataset) -> None:
     def send(metrics: dict) -> None:  # one epoch of a network trial under a scheduler
         tune.report({**metrics, "node_id": node})
 
-    with threadpool_limits(limits=cpus):
+    # generators and the like are computed once per store (``cache_dir``), not once per result
+    with threadpool_limits(limits=cpus), cache_root(config.get("cache_dir")):
         for i, result in enumerate(results):
             t0 = time.time()
             res = run_result(result, data, send)
@@ -198,7 +204,10 @@ def tune_trial(config: dict, data: Dataset) -> None:
             if i == len(results) - 1 or time.monotonic() - last >= every:
                 # the last epoch's metrics go along, so a scheduler sees its metric in every report
                 epoch = {k: res.row[k] for k in ("epoch", *EPOCH_METRICS) if k in res.row}
-                tune.report({"results": batch, "node_id": node, **epoch})
+                report = {"results": batch, "node_id": node, **epoch}
+                if summarise is not None:
+                    report.update(summarise(batch))
+                tune.report(report)
                 batch, last = [], time.monotonic()
 
 

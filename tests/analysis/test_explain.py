@@ -164,7 +164,7 @@ def test_cli_svm_sweep_influence_column_and_explain_page(tmp_path, cli_env):
     assert f"influential_poison_frac {stored:.3f} (top-5)" in ex.stdout  # the sweep's number, again
 
     bad = cli("explain", "--store", store, "--where", "C = = 1", "--out", str(out), env=cli_env)
-    assert "--where must be a condition" in one_line_error(bad)
+    assert "--where must be a SQL condition" in one_line_error(bad)
     none = cli("explain", "--store", store, "--where", "C = 3", "--out", str(out), env=cli_env)
     assert "--where must match a successful result" in one_line_error(none)
     sample = cli(
@@ -173,13 +173,13 @@ def test_cli_svm_sweep_influence_column_and_explain_page(tmp_path, cli_env):
         store,
         "--where",
         "C = 10",
-        "--sample",
+        "--test-index",
         "9999",
         "--out",
         str(out),
         env=cli_env,
     )
-    assert "--sample must be a test sample index" in one_line_error(sample)
+    assert "--test-index must be a test sample index" in one_line_error(sample)
 
 
 @pytest.mark.slow

@@ -137,9 +137,12 @@ def test_cli_triggers(tmp_path, cli_env):
         str(PRESETS_DIR / "digits_trigger_zoo.yaml"),
         "--out",
         str(out),
-        "--samples",
+        "--images",
         "2",
         env=cli_env,
     )
     assert res.returncode == 0, res.stderr
     assert out.read_text().count("<img") >= 2 * (1 + len(TRIGGERS))
+    # long work shows progress: one line per trigger and hardening, on stderr
+    steps = [line for line in res.stderr.splitlines() if line.startswith("triggers: ")]
+    assert len(steps) >= len(TRIGGERS) and steps[0].startswith("triggers: 1/"), res.stderr

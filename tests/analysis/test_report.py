@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from analysis.report import build_report
 from analysis.select import format_choice, select_robust
 from backdoor_sweep.errors import SweepError
 from sweep.store import Store
-from tests.conftest import ROOT, cli
+from tests.conftest import cli
 from tests.handmade import write_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,7 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = ROOT / "artifacts"
 
 
 def plotly_js() -> str:
@@ -130,8 +128,11 @@ def browser():
         b.close()
 
 
-def open_in_browser(browser, html_path: Path, screenshot: str) -> dict:
-    """Load the page offline; return console errors, outside requests and each figure's SVG count."""
+def open_in_browser(browser, html_path: Path, screenshot: Path) -> dict:
+    """Load the page offline; return console errors, outside requests and each figure's SVG count.
+
+    The full-page screenshot goes to ``screenshot`` (a test's temporary folder, never the repository).
+    """
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     errors, outside = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -160,8 +161,7 @@ def open_in_browser(browser, html_path: Path, screenshot: str) -> dict:
         scrollWidth: document.documentElement.scrollWidth,
         title: document.title,
     })""")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+    page.screenshot(path=str(screenshot), full_page=True)
     page.close()
     return {**result, "errors": errors, "outside": outside}
 
@@ -188,10 +188,9 @@ def test_smoke_sweep_report_renders_in_chromium(browser, tmp_path, cli_env):
     assert "wrote" in res.stdout and out.exists()
     html = out.read_text()
     page_without_library(html)
-    result = open_in_browser(browser, out, "report-smoke.png")
+    result = open_in_browser(browser, out, tmp_path / "report-smoke.png")
     check_page(result, len(figures(html)))
     assert len(figures(html)) >= 4 and "digits_svm_rbf-smoke" in result["title"]
-    shutil.copy(out, ARTIFACTS / "report-smoke.html")
 
 
 @pytest.mark.slow
@@ -199,7 +198,7 @@ def test_comparison_report_with_curves_renders_in_chromium(browser, tmp_path):
     write_sweep(tmp_path, "plain", seed=1)
     store = write_sweep(tmp_path, "curvy", with_slope=True, with_curves=True)
     out = build_report(store, ["plain", "curvy"], tmp_path / "both.html")
-    result = open_in_browser(browser, out, "report-comparison.png")
+    result = open_in_browser(browser, out, tmp_path / "report-comparison.png")
     check_page(result, 15)
 
 

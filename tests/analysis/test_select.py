@@ -183,7 +183,9 @@ def test_json_is_strict_and_complete_with_one_seed():
 @pytest.mark.slow
 def test_cli_select_table_and_json(tmp_path, cli_env):
     write_sweep(tmp_path, "hand", with_slope=True)
-    res = cli("select", "--store", str(tmp_path), "--objective", "slope", "--json", env=cli_env)
+    res = cli(
+        "select", "--store", str(tmp_path), "--metric", "slope", "--format", "json", env=cli_env
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert (
@@ -195,7 +197,7 @@ def test_cli_select_table_and_json(tmp_path, cli_env):
         "select",
         "--store",
         str(tmp_path),
-        "--objective",
+        "--metric",
         "worst_asr",
         "--clean-tolerance",
         "0.05",
@@ -203,9 +205,9 @@ def test_cli_select_table_and_json(tmp_path, cli_env):
     )
     assert table.returncode == 0, table.stderr
     assert "worst_asr" in table.stdout and "95% interval" in table.stdout
-    bad = cli("select", "--store", str(tmp_path), "--objective", "nope", env=cli_env)
+    bad = cli("select", "--store", str(tmp_path), "--metric", "nope", env=cli_env)
     assert (
         bad.returncode == 2
         and bad.stderr.count("\n") == 1
-        and "objective must be one of" in bad.stderr
+        and "--metric must be one of" in bad.stderr
     )

@@ -98,10 +98,44 @@ def test_smoke_run_then_query_heatmap_select_ls(tmp_path, cli_env):
     bad = cli("heatmap", "--store", str(store), "--metric", "nope", "--out", str(out), env=cli_env)
     assert bad.returncode == 2 and "--metric must be a column" in bad.stderr
 
-    s = cli("select", "--store", str(store), "--json", env=cli_env)
+    s = cli("select", "--store", str(store), "--format", "json", env=cli_env)
     assert s.returncode == 0, s.stderr
     choice = json.loads(s.stdout)
     assert set(choice["choice"]) == {"C", "gamma"}
 
     ls = cli("ls", "--store", str(store), env=cli_env)
     assert ls.returncode == 0 and "digits_svm_rbf-smoke" in ls.stdout
+
+
+@pytest.mark.slow  # each section rebuilds models for its explanations
+def test_report_shows_progress_per_sweep(tmp_path):
+    from tests.handmade import write_sweep
+
+    write_sweep(tmp_path / "store", "one")
+    write_sweep(tmp_path / "store", "two", seed=1)
+    out = tmp_path / "r.html"
+    res = cli(
+        "report", "--store", tmp_path / "store", "--sweep", "two", "--sweep", "one", "--out", out
+    )
+    assert res.returncode == 0, res.stderr
+    steps = [line for line in res.stderr.splitlines() if line.startswith("report: ")]
+    assert [s.split(" (")[0] for s in steps] == ["report: sweep 1/2 two", "report: sweep 2/2 one"]
+    assert out.is_file() and "two, one" in res.stdout
+
+
+@pytest.mark.slow
+def test_resume_finds_a_store_that_was_moved(ray_runtime, tmp_path):
+    """The spec's fingerprint holds the store path it was started with; `resume --store` reads the
+    spec from the store itself, so a moved or copied store resumes where it now is."""
+    import shutil
+
+    from sweep.store import Store
+
+    first = cli("run", "--smoke", "--store", tmp_path / "store", "--quiet")
+    assert first.returncode == 0, first.stderr
+    shutil.copytree(tmp_path / "store", tmp_path / "moved")
+    res = cli("resume", "digits_svm_rbf-smoke", "--store", tmp_path / "moved", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "16 results already in the store; 0 trials to run" in res.stdout
+    assert f"store: {(tmp_path / 'moved' / 'digits_svm_rbf-smoke').resolve()}" in res.stdout
+    assert len(Store(tmp_path / "moved").read_table("trials", "digits_svm_rbf-smoke")) == 16

@@ -108,7 +108,17 @@ def test_a_client_without_the_token_is_refused(cluster, tmp_path, token):
     assert len(error) == 1 and cluster.address in error[0] and "RAY_AUTH_TOKEN" in error[0], (
         out.stderr[-2000:]
     )
-    assert not Store(store).sweeps()  # refused before the store was touched
+    assert not store.exists()  # refused before the store was touched: not even a lock file
+    # the refusal is the token's doing, not an unreachable head: the same client with it connects
+    with_token = subprocess.run(
+        [*CLI, "run", "--smoke", "--store", str(store), "--address", cluster.address, "--quiet"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert with_token.returncode == 0, with_token.stderr[-3000:]
+    assert len(Store(store).read_table("trials", "digits_svm_rbf-smoke")) == 16
 
 
 @pytest.mark.skipif(

@@ -209,3 +209,12 @@ def test_cli_refuses_copy_with_one_line(paths, cli_env):
     )
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "read-only SELECT" in res.stderr and not target.exists()
+
+
+def test_a_row_limit_is_pushed_into_the_query(paths):
+    store = paths["store"]
+    df = run_query(store, "select * from range(1000000000000)", max_rows=5)
+    assert list(df.iloc[:, 0]) == [0, 1, 2, 3, 4] and df.attrs["truncated"] is True
+    df = run_query(store, "select count(*) as n from trials", max_rows=5)
+    assert df.attrs["truncated"] is False and len(df) == 1
+    assert len(run_query(store, "describe trials", max_rows=3)) == 3

@@ -159,7 +159,7 @@ def test_every_declared_metric_has_a_known_kind_and_direction():
 
 def _write_one_result(tmp_path, data, raw: dict) -> pd.DataFrame:
     """Run the first result of a spec for real and store it as the launcher does."""
-    from sweep.launcher import _row, library_versions
+    from sweep.writer import _row, library_versions
     from trainables.trial import run_result
 
     store = Store(tmp_path / raw["name"])

@@ -23,9 +23,8 @@ from sweep.plan import plan_trials
 from sweep.spec import load_spec, parse_spec
 from sweep.store import Store
 from sweep.verify import verify_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli
 
-CLI = [sys.executable, "-m", "backdoor_sweep.cli"]
 NAME = "store-test"
 
 
@@ -41,11 +40,6 @@ def pristine(ray_runtime, tmp_path_factory) -> Path:
 def store(pristine, tmp_path) -> Store:
     shutil.copytree(pristine, tmp_path / "store")
     return Store(tmp_path / "store")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def parts(store: Store) -> list[Path]:

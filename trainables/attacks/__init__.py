@@ -1,5 +1,5 @@
-"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening and its
-cached surrogates."""
+"""Attacks: triggers and their patterns, poisoning strategies, clean-label hardening (its cached
+surrogates, and the generator for GAN latent interpolation with the cache that trains it once)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ _WHERE = {
     "CleanLabel": "poisoning",
     "CleanLabelParams": "clean_label",
     "CnnSurrogate": "clean_label",
+    "GanSettings": "gan",
+    "TrainedGenerator": "gan",
     "DirtyLabel": "poisoning",
     "DirtyLabelAdded": "poisoning",
     "DirtyLabelParams": "poisoning",
@@ -24,15 +26,22 @@ _WHERE = {
     "SupplantParams": "poisoning",
     "TRIGGERS": "triggers",
     "Trigger": "triggers",
+    "cache_root": "generator_cache",
     "centre_slices": "patterns",
     "channels_of": "patterns",
+    "check_hardening": "clean_label",
+    "check_image_shape": "gan",
     "checkerboard": "patterns",
     "corner_slices": "triggers",
+    "decode": "gan",
     "dirty_label_candidates": "poisoning",
+    "encode": "gan",
+    "encoded_training_set": "generator_cache",
     "even_grid": "patterns",
     "four_corner_layout": "patterns",
     "full_pattern": "patterns",
     "harden": "clean_label",
+    "interpolate": "gan",
     "largest_remainder": "poisoning",
     "load_image": "patterns",
     "low_variance_basis": "patterns",
@@ -44,6 +53,7 @@ _WHERE = {
     "pgd": "clean_label",
     "rate_count": "poisoning",
     "sine_rows": "patterns",
+    "train_generator": "gan",
     "source_index": "poisoning",
     "x_mask": "patterns",
 }

@@ -10,6 +10,10 @@ image's own features do not already explain the label. Hardening removes those f
   iterate with the highest surrogate loss is kept per sample.
 - ``noise``: Gaussian noise of std σ (0–255 scale), clipped to [0, 1].
 - ``interpolation``: x' = (1−τ)·x + τ·z, z a training image of another class drawn with the seed.
+- ``gan_interpolation``: x' = G((1−τ)·z₁ + τ·z₂) with a WGAN-GP generator G trained on the clean
+  training images and z₁, z₂ the latent codes of x and of a training image of another class (drawn
+  with the seed as for ``interpolation``); `trainables.attacks.gan`, cached by
+  `trainables.attacks.generator_cache`; decisions in docs/gan_interpolation.md.
 
 Surrogates: ``logistic`` — multinomial logistic regression on the flattened pixels, whose input
 gradient Wᵀ(softmax(Wx + b) − e_y) is exact (numpy); ``cnn`` — a small torch CNN trained on CPU
@@ -27,7 +31,7 @@ from pydantic import Field
 
 from trainables.components import Params
 
-Hardening = Literal["none", "pgd_l2", "pgd_linf", "noise", "interpolation"]
+Hardening = Literal["none", "pgd_l2", "pgd_linf", "noise", "interpolation", "gan_interpolation"]
 
 #: training of the ``cnn`` surrogate: fixed, small, CPU-friendly; at least CNN_EPOCHS epochs and
 #: CNN_MIN_STEPS optimiser steps (small training sets get more epochs)
@@ -36,7 +40,14 @@ CNN_MIN_STEPS = 300
 CNN_BATCH = 64
 CNN_LR = 1e-3
 
-__all__ = ["CleanLabelParams", "LogisticSurrogate", "CnnSurrogate", "harden", "pgd"]
+__all__ = [
+    "CleanLabelParams",
+    "CnnSurrogate",
+    "LogisticSurrogate",
+    "check_hardening",
+    "harden",
+    "pgd",
+]
 
 
 class CleanLabelParams(Params):
@@ -49,6 +60,14 @@ class CleanLabelParams(Params):
     noise_std: Annotated[float, Field(ge=0.0)] = 16.0
     tau: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     surrogate: Literal["logistic", "cnn"] = "logistic"
+    # gan_interpolation: the generator (trained once per training set and these values) …
+    gan_latent_dim: Annotated[int, Field(ge=2, le=256)] = 32
+    gan_steps: Annotated[int, Field(ge=1, le=20000)] = 300
+    gan_seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    # … and the encoding of an image: Adam on ‖G(z) − x‖² from the best of `gan_restarts` starts
+    gan_encode_steps: Annotated[int, Field(ge=1, le=20000)] = 1000
+    gan_encode_lr: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
+    gan_restarts: Annotated[int, Field(ge=1, le=16)] = 1
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -244,6 +263,59 @@ def pgd(
     return best
 
 
+def check_hardening(params: CleanLabelParams, image_shape: tuple[int, ...]) -> None:
+    """Refuse, before anything runs, a hardening that cannot serve these images (one line)."""
+    if params.hardening == "gan_interpolation":
+        from trainables.attacks.gan import check_image_shape
+
+        check_image_shape(image_shape)
+
+
+def _gan_interpolation(
+    X: np.ndarray,
+    target: int,
+    params: CleanLabelParams,
+    X_clean: np.ndarray,
+    y_clean: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict]:
+    """G((1−τ)·z₁ + τ·z₂): z₁ the code of each image of X, z₂ that of a drawn other-class image.
+
+    The partners are drawn exactly as for pixel ``interpolation`` (the same call on the same
+    generator), so both hardenings of one seed and rate pair each image with the same partner.
+    Codes of training images come from the cache; an image not in X_clean is encoded here.
+    """
+    from trainables.attacks.gan import GanSettings, check_image_shape, encode, interpolate
+    from trainables.attacks.generator_cache import encoded_training_set, row_index
+
+    check_image_shape(X.shape[1:])
+    others = np.flatnonzero(np.asarray(y_clean) != target)
+    partners = rng.choice(others, size=len(X), replace=True)
+    settings = GanSettings(params.gan_latent_dim, params.gan_steps, params.gan_seed)
+    key, gen, Z_train, err_train = encoded_training_set(
+        X_clean, settings, params.gan_encode_steps, params.gan_encode_lr, params.gan_restarts
+    )
+    rows = row_index(X_clean, X)
+    Z, err = Z_train[np.maximum(rows, 0)].copy(), err_train[np.maximum(rows, 0)].copy()
+    new = rows < 0
+    if new.any():
+        Z[new], err[new] = encode(
+            gen,
+            X[new],
+            params.gan_encode_steps,
+            params.gan_encode_lr,
+            params.gan_restarts,
+            seed=int(rng.integers(2**31)),
+        )
+    hardened = interpolate(gen, Z, Z_train[partners], params.tau)
+    info = {
+        "generator_key": key,
+        # mean squared error per pixel of G's best reproduction (τ = 0) of the poisoned images
+        "gan_reconstruction_mse": float(err.mean() / X[0].size),
+    }
+    return hardened, info
+
+
 def harden(
     X: np.ndarray,
     target: int,
@@ -269,6 +341,8 @@ def harden(
         others = np.flatnonzero(np.asarray(y_clean) != target)
         Z = np.asarray(X_clean, dtype=np.float64)[rng.choice(others, size=len(X), replace=True)]
         return (1.0 - params.tau) * X + params.tau * Z, {}
+    if method == "gan_interpolation":
+        return _gan_interpolation(X, target, params, X_clean, y_clean, rng)
     from trainables.attacks.surrogate_cache import fit_surrogate, surrogate_seed
 
     seed = surrogate_seed(rng)

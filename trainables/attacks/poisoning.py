@@ -24,9 +24,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from backdoor_sweep.errors import SweepError, shown
-from trainables.attacks.clean_label import CleanLabelParams, harden
+from trainables.attacks.clean_label import CleanLabelParams, check_hardening, harden
 from trainables.attacks.triggers import Trigger
-from trainables.components import Component, Params, Registry, parse_params
+from trainables.components import Component, Params, Registry, parse_params, with_origin
 
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 ClassRate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -240,11 +240,21 @@ class CleanLabel(Poisoning):
     """Clean-label: floor(rate·N_t) samples of class t are hardened, then triggered; labels unchanged.
 
     Hardening (PGD against a surrogate trained on the clean training set, Gaussian noise, or
-    interpolation towards another class) is in `trainables.attacks.clean_label`.
+    interpolation towards another class in pixels or in a generator's latent space) is in
+    `trainables.attacks.clean_label`.
     """
 
     name = "clean_label"
     Params = CleanLabelParams
+    check_keys = ("hardening",)
+
+    @classmethod
+    def check_cell(cls, cell, origins, info):
+        """A hardening that cannot serve the dataset's images (gan_interpolation: grey, square)."""
+        try:
+            check_hardening(parse_params(cls, cell, origins), info.image_shape)
+        except SweepError as err:
+            raise SweepError(with_origin(str(err), origins)) from None
 
     def poison(self, X, y, trigger, target, n_classes, rng, classes=None):
         X, y = np.asarray(X, dtype=np.float64), np.asarray(y)

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.model_selection import train_test_split
 
 from backdoor_sweep.errors import SweepError, shown
 from trainables.data.formats import (
@@ -316,6 +315,8 @@ def _subsample(rows: np.ndarray, y: np.ndarray, n: int | None, seed: int, field:
     """A seeded, stratified subset of ``rows`` of size ``n`` (all of them when n is None or ≥ len)."""
     if n is None or n >= len(rows):
         return rows
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, _ = train_test_split(rows, train_size=n, stratify=y, random_state=seed)
     except ValueError as err:
@@ -338,6 +339,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     if source.test is None:
         test = train
         frac = spec.test_fraction if spec.test_fraction is not None else DEFAULT_TEST_FRACTION
+        from sklearn.model_selection import train_test_split
+
         try:
             tr, te = train_test_split(
                 rows, test_size=frac, stratify=remap[train.y[rows]], random_state=spec.split_seed

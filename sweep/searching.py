@@ -1,0 +1,198 @@
+"""Running a sweep that is not one fixed plan: an Optuna search, or a slope screen's two stages.
+
+Both run under the sweep's lock with the launcher's pieces — `StoreWriter` writes each trial's
+part file atomically, `sweep.launcher._fit` runs a fixed list of trials (the screen's stages) —
+and record in sweep.json what they did (``search``: configurations, results per stage, what the
+full grid would have cost, the screen's table). `stored_plans` is the plan `verify` checks a
+store against; `plan_of_row` the plan `explain` rebuilds a result from.
+
+The runs themselves: `sweep.searcher.OptunaRun` and `sweep.screening.ScreenRun` — each says
+whether anything is left (``pending``), runs it (``run``) and what to record (``summary``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from backdoor_sweep.errors import SweepError
+from sweep.plan import TrialPlan, plan_configurations, plan_trials
+from sweep.progress import Progress
+from sweep.search import FULL_STAGE, SCREEN_STAGE, STAGE_COLUMN
+from sweep.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sweep.launcher import SweepOutcome
+    from sweep.spec import Spec
+
+
+def run_search(
+    spec: Spec,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    num_cpus: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> SweepOutcome:
+    """Run (or finish) an Optuna search or a slope screen; see the module docstring.
+    ``extra_meta`` goes into a new sweep's ``sweep.json`` (`sweep.launcher.run_sweep`)."""
+    from sweep.launcher import SweepOutcome, _check_existing, close_meta, init_ray, open_meta
+    from trainables.data.datasets import load_dataset
+
+    store = Store(spec.store)
+    t_start = time.perf_counter()
+    with store.lock(spec.name):
+        _check_existing(spec, store, resume=resume, overwrite=overwrite)
+        data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
+        if spec.search.algorithm == "optuna":
+            from sweep.searcher import OptunaRun as Run
+        else:
+            from sweep.screening import ScreenRun as Run
+        run = Run(spec, store)
+        started = init_ray(address, num_cpus) if run.pending() else False
+        meta, _ = open_meta(spec, store, run.n_configurations, extra_meta)
+        counts = {"ok": 0, "error": 0, "skipped": 0}
+        complete, failed = False, True
+        try:
+            complete = run.run(data, counts, show_progress)
+            failed = False
+        finally:
+            try:
+                close_meta(
+                    spec,
+                    store,
+                    meta,
+                    complete=complete,
+                    wall=time.perf_counter() - t_start,
+                    resume=resume,
+                    search=run.summary(),
+                )
+            except SweepError:
+                if not failed:  # the store failed before: that error is the one to show
+                    raise
+            if started:
+                import ray
+
+                ray.shutdown()
+    return SweepOutcome(
+        spec.name,
+        run.n_results(),
+        counts["ok"],
+        counts["error"],
+        counts["skipped"],
+        time.perf_counter() - t_start,
+        store,
+        complete,
+    )
+
+
+def stored_rows(store: Store, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return store.read_table("trials", name) if store.exists(name) else pd.DataFrame()
+
+
+def format_values(values: dict) -> str:
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+
+
+def run_plans(spec, store, data, plans, counts, show_progress) -> bool:
+    """Run the plans without a part file; True when every plan has one afterwards."""
+    from sweep.launcher import StoreWriter, _fit
+
+    done = store.done_trials(spec.name)
+    todo = [p for p in plans if p.trial_id not in done]
+    counts["skipped"] += sum(len(p.results) for p in plans if p.trial_id in done)
+    if todo:
+        progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
+        writer = StoreWriter(spec, store, todo, progress)
+        try:
+            _fit(spec, data, todo, writer)
+        finally:
+            progress.close()
+            counts["ok"] += writer.n_ok
+            counts["error"] += writer.n_error
+    return store.done_trials(spec.name) >= {p.trial_id for p in plans}
+
+
+# -- the plan of a stored sweep --------------------------------------------------------------
+def stored_plans(spec: Spec, df: pd.DataFrame) -> list[TrialPlan]:
+    """The trials the sweep should hold, given its stored rows ``df`` (what `verify` checks).
+
+    A grid or random search: its fixed plan. A slope screen: stage one, and stage two as the
+    stored stage-one rows choose it once stage one is complete. Optuna: one trial per stored
+    configuration, planned again from its values.
+    """
+    if spec.search.algorithm == "optuna":
+        if df.empty:
+            return []
+        from sweep.plan import outer_axes
+
+        axes = outer_axes(spec)
+        firsts = df.drop_duplicates("trial_id")
+        return plan_configurations(
+            spec, [{a: _plain(r[a]) for a in axes} for r in firsts.to_dict("records")]
+        )
+    if spec.search.strategy == "slope_screen":
+        from sweep.screening import full_plans, screen, screen_plans
+
+        one = screen_plans(spec)
+        stored = set(df["trial_id"]) if not df.empty else set()
+        if {p.trial_id for p in one} - stored:
+            return one
+        return one + full_plans(spec, screen(spec, one, df).kept)
+    return plan_trials(spec)
+
+
+def possible_plans(spec: Spec) -> list[TrialPlan]:
+    """Every kind of trial the sweep may run: what its store's one schema is made of
+    (`sweep.schema`), without drawing a sample.
+
+    A grid is its plan. A sampled range may take any value between its endpoints, all of one
+    kind, so a search counts its ranges by their endpoints beside every value of its lists; a
+    slope screen may keep any configuration for stage two.
+    """
+    if spec.search.is_default:
+        return plan_trials(spec)
+    import itertools
+
+    from sweep.plan import outer_axes
+    from sweep.search import Range
+
+    axes = outer_axes(spec)
+    lists = [
+        spec.grid[a].endpoints() if isinstance(spec.grid[a], Range) else spec.grid[a] for a in axes
+    ]
+    configs = [dict(zip(axes, v, strict=True)) for v in itertools.product(*lists)]
+    if spec.search.strategy == "slope_screen":
+        from sweep.screening import full_plans, screen_plans
+
+        return screen_plans(spec, configs) + full_plans(spec, configs)
+    return plan_configurations(spec, configs)
+
+
+def plan_of_row(spec: Spec, row: dict) -> list[TrialPlan]:
+    """The trial that computed ``row`` (a stored result), planned again from its values."""
+    if not spec.search.staged:
+        return plan_trials(spec)
+    from sweep.plan import outer_axes
+
+    configuration = {a: _plain(row[a]) for a in outer_axes(spec) if a in row}
+    stage = row.get(STAGE_COLUMN)
+    if stage == SCREEN_STAGE:
+        from sweep.screening import screen_plans
+
+        return [p for p in screen_plans(spec) if p.outer == configuration] or []
+    return plan_configurations(
+        spec, [configuration], stage=FULL_STAGE if stage == FULL_STAGE else None
+    )
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
