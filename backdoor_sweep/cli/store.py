@@ -93,6 +93,7 @@ def ls_(store: StoreOpt = None, sweep: SweepsOpt = None) -> None:
         "results",
         "ok",
         "error",
+        "stopped",
         "expected",
         "size",
         "created",
@@ -109,6 +110,7 @@ def ls_(store: StoreOpt = None, sweep: SweepsOpt = None) -> None:
             str(sum(line.counts.values())),
             str(line.counts.get("ok", 0)),
             str(line.counts.get("error", 0)),
+            str(line.counts.get("stopped", 0)),  # by an execution.scheduler
             str(line.expected),
             _size(line.size),
             line.created,

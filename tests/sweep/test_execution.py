@@ -107,14 +107,16 @@ def test_a_scheduler_makes_every_result_its_own_trial():
 
 
 # -- through the CLI, in this process ----------------------------------------------------------
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """(exit code, stderr, stdout) of the CLI run in this process."""
     from backdoor_sweep import cli
 
     monkeypatch.setattr(sys, "argv", ["backdoor-sweep", *args])
     with pytest.raises(SystemExit) as exc:
         cli.main()
         raise SystemExit(0)
-    return int(exc.value.code or 0), capsys.readouterr().err
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.err, captured.out
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
 def test_cli_refuses_bad_execution_with_exit_2(tmp_path, monkeypatch, capsys, execution, needle):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(cnn_spec(tmp_path, **execution)))
-    code, err = run_cli(["run", str(path)], monkeypatch, capsys)
+    code, err, _ = run_cli(["run", str(path)], monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert not (tmp_path / "store").exists()
@@ -139,7 +141,7 @@ def test_a_gpu_where_none_exists_is_refused_before_anything_is_written(
 ):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(cnn_spec(tmp_path, gpus_per_trial=0.25)))
-    code, err = run_cli(["run", str(path)], monkeypatch, capsys)
+    code, err, _ = run_cli(["run", str(path)], monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip() and "WARNING" not in line]
     assert code == 2, err
     assert lines == [
@@ -161,7 +163,9 @@ def test_a_gpu_the_ray_cluster_lacks_is_refused(tmp_path, ray_runtime):
 
 # -- ASHA on a real Ray runtime -----------------------------------------------------------------
 @pytest.mark.slow
-def test_asha_stops_hopeless_trials_and_they_are_stored_as_stopped(tmp_path, ray_runtime):
+def test_asha_stops_hopeless_trials_and_they_are_stored_as_stopped(
+    tmp_path, ray_runtime, monkeypatch, capsys
+):
     from analysis.select import select_robust
     from sweep.launcher import run_sweep
     from sweep.store import Store
@@ -188,6 +192,12 @@ def test_asha_stops_hopeless_trials_and_they_are_stored_as_stopped(tmp_path, ray
     from sweep.verify import verify_store
 
     assert verify_store(Store(spec.store)).ok  # stopped rows fit the table's one schema
+    code, _, out = run_cli(["ls", "--store", spec.store], monkeypatch, capsys)
+    header, row = [line for line in out.splitlines() if "stopped" in line or "cnn_exec" in line]
+    cells = [c.strip() for c in row.split("│")]
+    assert code == 0 and cells[[c.strip() for c in header.split("┃")].index("stopped")] == str(
+        outcome.n_stopped
+    )
     # resume runs nothing again, stopped trials included
     again = run_sweep(spec, resume=True, show_progress=False)
     assert again.n_skipped == 4 and again.n_ok + again.n_stopped + again.n_error == 0
