@@ -10,7 +10,7 @@ model, data, batch size, optimiser (SGD, momentum 0.9) and precision trained two
   autocast, backward, step.
 
 Throughput = training images / wall seconds of a whole fit (the project's set-up included),
-median over repeats, the two loops interleaved so machine load hits both alike. The target is
+median over repeats, the two loops interleaved (ABBA) so machine load hits both alike. The target is
 project ≥ 0.9 × plain. On the CPU the sizes are small (the machine has 2 shared cores); on a GPU
 they are those of BENCHMARKS.md's GPU table (10,000 images 32×32×3, batch 128). Prints a Markdown
 table with the device named.
@@ -149,9 +149,13 @@ def measure(case: Case, repeats: int) -> dict:
     project_seconds(warm, X[:small], y[:small])
     plain_seconds(warm, X[:small], y[:small])
     project, plain = [], []
-    for _ in range(repeats):
-        project.append(project_seconds(case, X, y))
-        plain.append(plain_seconds(case, X, y))
+    for r in range(repeats):  # ABBA order: a drift in machine load hits both loops alike
+        first, second = (
+            (project_seconds, plain_seconds) if r % 2 == 0 else (plain_seconds, project_seconds)
+        )
+        a, b = first(case, X, y), second(case, X, y)
+        project.append(a if first is project_seconds else b)
+        plain.append(b if first is project_seconds else a)
     images_seen = case.n * case.epochs
     p, a = images_seen / statistics.median(project), images_seen / statistics.median(plain)
     return {"project": p, "plain": a, "ratio": p / a}

@@ -1,4 +1,5 @@
-"""Per-epoch reports of a network trial, for Ray Tune's schedulers (docs/science.md, Decisions).
+"""Per-epoch reports of a network trial, for Ray Tune's schedulers (docs/science.md §9: a
+result a scheduler stopped never takes part in the robust choice).
 
 When a result's configuration has ``val_fraction`` (the spec has an ``execution.scheduler``), a
 seeded ``val_fraction`` of the training split is held out *before* anything else happens

@@ -185,6 +185,9 @@ def test_asha_stops_hopeless_trials_and_they_are_stored_as_stopped(tmp_path, ray
     # never the robust choice: only finished results are candidates
     choice = select_robust(df, clean_tolerance=1.0, objective="asr")
     assert choice.choice["lr"] == 0.05
+    from sweep.verify import verify_store
+
+    assert verify_store(Store(spec.store)).ok  # stopped rows fit the table's one schema
     # resume runs nothing again, stopped trials included
     again = run_sweep(spec, resume=True, show_progress=False)
     assert again.n_skipped == 4 and again.n_ok + again.n_stopped + again.n_error == 0

@@ -195,7 +195,12 @@ def test_a_running_ray_answers_the_probe(ray_runtime):
     "execution, needle",
     [
         ({"cpus_per_trial": 64}, "execution.cpus_per_trial must be at most 2, the most CPUs"),
-        ({"gpus_per_trial": 1}, "execution.gpus_per_trial must be at most 0 (no node has one)"),
+        # in-process, the machine's own CUDA devices are checked first (sweep.execution); on a
+        # cluster the nodes' resources are (sweep.cluster.check_resources)
+        (
+            {"gpus_per_trial": 1},
+            "execution.gpus_per_trial must be at most the GPUs there are (0 CUDA devices",
+        ),
     ],
 )
 def test_a_trial_larger_than_any_node_is_refused(ray_runtime, tmp_path, execution, needle):

@@ -1,4 +1,4 @@
-"""Clean-label PGD surrogates trained once per node and reused (docs/science.md, Decisions).
+"""Clean-label PGD surrogates trained once per node and reused (docs/science.md §2, clean-label).
 
 A PGD surrogate depends only on the clean training split, its own configuration and a seed, so
 every result of a sweep that shares those — every poison rate, trigger, ε and step count of one

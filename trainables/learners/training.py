@@ -11,12 +11,12 @@ Two ways to draw batches:
   ``max_grad_norm`` set, Opacus's ``GradSampleModule`` and ``DPOptimizer`` clip per-sample
   gradients to that norm, add Gaussian noise of std σ·c to their sum and divide by the same
   expected batch size; an RDP accountant is charged q for every step drawn, so ``epsilon`` is the
-  accountant's ε for the q and the number of steps the training really used (docs/science.md,
-  Defences). Without ``max_grad_norm`` the same batches and normalisation are used with ordinary
+  accountant's ε for the q and the number of steps the training really used (docs/science.md
+  §8). Without ``max_grad_norm`` the same batches and normalisation are used with ordinary
   gradients: the plain-SGD baseline with the same effective learning rate (its update equals
   DP-SGD's with σ = 0 and no clipping — tested).
 
-Devices (docs/science.md, Decisions): the data are moved to the device once per fit and batches are
+Devices: the data are moved to the device once per fit and batches are
 indexed there; the epoch loop never waits for the device (no ``.item()`` per batch: the epoch's
 mean loss stays a device tensor until someone reads ``epoch_loss``). ``deterministic`` (default)
 selects deterministic algorithms (`determinism`): the same seed on the same device gives the same
