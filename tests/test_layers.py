@@ -14,6 +14,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("backdoor_sweep", "trainables", "sweep", "analysis", "search_spaces")
+#: the library packages whose ``__init__`` names a lazy public API
+LIBRARIES = (
+    "trainables",
+    "trainables.data",
+    "trainables.attacks",
+    "trainables.learners",
+    "trainables.measures",
+    "sweep",
+    "analysis",
+)
 LEAVES = ("backdoor_sweep.errors", "backdoor_sweep.exports", "search_spaces")
 
 
@@ -59,16 +69,7 @@ def test_every_package_folder_is_a_regular_package():
 def test_packages_name_their_public_api():
     import importlib
 
-    for package in (
-        "trainables",
-        "trainables.data",
-        "trainables.attacks",
-        "trainables.learners",
-        "trainables.measures",
-        "sweep",
-        "analysis",
-        "search_spaces",
-    ):
+    for package in (*LIBRARIES, "search_spaces"):
         mod = importlib.import_module(package)
         assert mod.__all__, package
         for name in mod.__all__:
@@ -80,15 +81,7 @@ def test_public_names_are_not_shadowed_by_their_modules():
     import importlib
     import pkgutil
 
-    for package in (
-        "trainables",
-        "trainables.data",
-        "trainables.attacks",
-        "trainables.learners",
-        "trainables.measures",
-        "sweep",
-        "analysis",
-    ):
+    for package in LIBRARIES:
         mod = importlib.import_module(package)
         for info in pkgutil.iter_modules(mod.__path__):
             importlib.import_module(f"{package}.{info.name}")

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from backdoor_sweep.errors import SweepError
 from backdoor_sweep.service.errors import Busy, NotFound
+from backdoor_sweep.service.records import SweepView
 from sweep.store import check_sweep_name
 
 #: queries allowed to run at once (more wait, up to the query time limit)
@@ -40,17 +41,8 @@ _SPEC_BODY = {
 router = APIRouter(dependencies=[Security(HTTPBearer(auto_error=False))])
 
 
-class SweepOut(BaseModel):
-    name: str
-    submitter: str
-    status: str
-    done: int
-    total: int | None
-    eta_s: float | None
-    submitted_at: str | None
-    created_at: str | None
-    finished_at: str | None
-    error: str
+#: one sweep as the API lists it: the records' own dataclass, validated as a response model
+SweepOut = SweepView
 
 
 class SweepList(BaseModel):
