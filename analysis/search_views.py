@@ -222,6 +222,15 @@ def search_summary_lines(meta: dict) -> list[str]:
             f"  stage two ran {two} results (the full attack grid); {used} in all{share} of "
             f"the {full} results the full grid would have run"
         )
+        fits, grid_fits = search.get("stage_fits"), search.get("full_grid_fits")
+        if fits and grid_fits:
+            spent = sum(fits.values())
+            about = "about " if search.get("full_grid_fits_estimated") else ""
+            lines.append(
+                f"  learner trainings: {fits.get(SCREEN_STAGE, 0)} in stage one, "
+                f"{fits.get(FULL_STAGE, 0)} in stage two; {spent} in all "
+                f"({100 * spent / grid_fits:.0f}%) of {about}{grid_fits} for the full grid"
+            )
         return lines
     sampler = search.get("sampler") or search.get("algorithm")
     text = (

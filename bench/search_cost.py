@@ -16,7 +16,9 @@ in-process Ray runtime (started once; its ≈ 3 s start-up is in no figure):
   from the ranges, one run per search seed.
 
 Per run and per objective (``worst_asr``, the one searches minimise; ``asr``, the mean over the
-attacked settings, `select`'s default): results (fits) used, wall time (`run_sweep`'s), the
+attacked settings, `select`'s default): results used, learner trainings (``fits``: the stored
+``n_fits`` summed — a result's own fit plus its learning curve's and slope cross-check's; a
+screen's stage-one result is one fit), wall time (`run_sweep`'s), the
 chosen configuration, its objective and clean accuracy (seed means), whether it lies inside the
 grid choice's 95 % interval of that objective (``inside``), at or below its top (``as_good``:
 lower is no worse), within 0.01 of the grid's best clean accuracy (``accurate``), and whether it
@@ -113,7 +115,12 @@ def measure(spec: Spec, store: Path) -> dict:
     spec = spec.model_copy(update={"store": str(store)})
     outcome = run_sweep(spec, show_progress=False, overwrite=True)
     df = Store(store).read_table("trials", spec.name)
-    run: dict = {"results": int(len(df)), "wall_s": round(outcome.wall_seconds, 1)}
+    run: dict = {
+        "results": int(len(df)),
+        # learner trainings: a result's fit plus its learning curve's and slope cross-check's
+        "fits": int(df["n_fits"].sum()),
+        "wall_s": round(outcome.wall_seconds, 1),
+    }
     for objective in OBJECTIVES:
         sel = select_robust(df, clean_tolerance=TOLERANCE, objective=objective)
         run[objective] = {
@@ -129,6 +136,7 @@ def measure(spec: Spec, store: Path) -> dict:
 def judge(run: dict, ref: dict) -> None:
     """Add, per objective, how the run's choice compares with the grid's (see the docstring)."""
     run["fraction"] = round(run["results"] / ref["results"], 3)
+    run["fits_fraction"] = round(run["fits"] / ref["fits"], 3)
     for objective in OBJECTIVES:
         mine, theirs = run[objective], ref[objective]
         v = theirs["value"]
@@ -182,7 +190,11 @@ def main() -> None:
             ref = measure(spec, root)
             ref.update(strategy="grid", seed=None)
             rows = [ref]
-            print(f"\n{problem}: grid {ref['results']} results, {ref['wall_s']} s", flush=True)
+            print(
+                f"\n{problem}: grid {ref['results']} results, {ref['fits']} fits, "
+                f"{ref['wall_s']} s",
+                flush=True,
+            )
             for objective in OBJECTIVES:
                 r = ref[objective]
                 print(
@@ -224,17 +236,19 @@ def _line(run: dict) -> str:
         )
     return (
         f"  {run['strategy']}{seed}: {run['results']} results ({100 * run['fraction']:.0f}%), "
-        f"{run['wall_s']} s; " + "; ".join(parts)
+        f"{run['fits']} fits ({100 * run['fits_fraction']:.1f}%), {run['wall_s']} s; "
+        + "; ".join(parts)
     )
 
 
 def table(report: dict) -> str:
     """Markdown: per problem, objective and strategy, every run's value and the counts."""
     lines = [
-        "| problem | objective | strategy | runs | results (share) | wall s (median) | "
+        "| problem | objective | strategy | runs | results (share) | fits (share) | "
+        "wall s (median) | "
         "objective of the choice | its clean_acc | inside CI | ≤ CI top | accurate | "
         "grid's choice |",
-        "|---|---|---|---:|---|---:|---|---|---:|---:|---:|---:|",
+        "|---|---|---|---:|---|---|---:|---|---|---:|---:|---:|---:|",
     ]
     for problem, rows in report.items():
         by: dict[str, list[dict]] = {}
@@ -245,6 +259,8 @@ def table(report: dict) -> str:
             for strategy, runs in by.items():
                 res = sorted({r["results"] for r in runs})
                 share = ", ".join(f"{n} ({100 * n / ref['results']:.0f}%)" for n in res)
+                fits = sorted({r["fits"] for r in runs})
+                fit_share = ", ".join(f"{n} ({100 * n / ref['fits']:.1f}%)" for n in fits)
                 walls = sorted(r["wall_s"] for r in runs)
                 value = ", ".join(f"{r[objective]['value']['mean']:.3f}" for r in runs)
                 clean = ", ".join(f"{r[objective]['clean_acc']['mean']:.3f}" for r in runs)
@@ -256,6 +272,7 @@ def table(report: dict) -> str:
                 ]
                 lines.append(
                     f"| {problem} | {objective} | {strategy} | {len(runs)} | {share} | "
+                    f"{fit_share} | "
                     f"{walls[len(walls) // 2]} | {value} | {clean} | {' | '.join(counts)} |"
                 )
     return "\n".join(lines)

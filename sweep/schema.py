@@ -106,6 +106,8 @@ TRIALS = Table(
         Metric("n_train", "int"),
         Metric("n_test", "int"),
         Metric("fit_seconds"),
+        # learner trainings of the result: its fit, its learning curve's, the slope cross-check's
+        Metric("n_fits", "int"),
         Metric("effective_poison_rate", rate=True),
         Metric("poison_per_class", "string"),
         Metric("surrogate_loss_clean", when=_CLEAN_LABEL),

@@ -5,9 +5,11 @@ Among accurate configurations the backdoor learning slope tracks the attack succ
 
 1. **Stage one** fits every configuration (the grid's, or a random search's draw) once per seed
    at one *probe* attack setting — ``search.probe``, by default the strongest of the grid
-   (`sweep.search.probe_setting`) — with its learning curve, which gives the clean accuracy and
-   the slope θ. Its results are stored with ``stage = "screen"``; the robust choice never reads
-   them (they saw one attack only).
+   (`sweep.search.probe_setting`). A stage-one result is one learner training: the β = 0 model
+   of the probe's poisoned training set (its clean samples), whose clean accuracy and analytic
+   slope θ toward the probe's poison are all the screen ranks by (``SCREEN_CURVES``,
+   `trainables.trial`). Its results are stored with ``stage = "screen"``; the robust choice
+   never reads them (they saw one attack only).
 2. **The screen**: a configuration is *eligible* when its seed-mean clean accuracy is within
    ``search.clean_tolerance`` of the best; the eligible ones are ranked by seed-mean slope
    (lowest first; an undefined slope last, then higher clean accuracy, then the order of the
@@ -38,8 +40,9 @@ if TYPE_CHECKING:
     from sweep.spec import Spec
     from sweep.store import Store
 
-#: β grid of stage one when the spec's curves are off: β = 0 (the slope) and one poisoned fit
-SCREEN_BETAS = [0.0, 1.0]
+#: stage one's results (`trainables.trial`): the β = 0 fit alone and its analytic slope — one
+#: learner training per result, whatever the spec's own curves settings
+SCREEN_CURVES = {"enabled": True, "betas": [0.0], "cross_check": False, "probe": True}
 
 
 def configurations(spec: Spec) -> list[dict[str, Any]]:
@@ -54,17 +57,12 @@ def configurations(spec: Spec) -> list[dict[str, Any]]:
 def screen_plans(spec: Spec, configs: list[dict[str, Any]] | None = None) -> list[TrialPlan]:
     """Stage one: every configuration (default `configurations`) × the probe setting × every
     seed, with its learning curve."""
-    curves = (
-        spec.curves.model_dump()
-        if spec.curves.enabled
-        else {"enabled": True, "betas": list(SCREEN_BETAS)}
-    )
     return plan_configurations(
         spec,
         configurations(spec) if configs is None else configs,
         inner=[probe_setting(spec)],
         stage=SCREEN_STAGE,
-        extra={"curves": curves},
+        extra={"curves": dict(SCREEN_CURVES)},
     )
 
 
@@ -141,8 +139,20 @@ def _mean(rows: pd.DataFrame | None, column: str) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def screen_summary(spec: Spec, screened: Screen | None, n_screen: int, n_full: int) -> dict:
-    """What sweep.json records about the screen: fits per stage and what the full grid costs."""
+def screen_summary(
+    spec: Spec,
+    screened: Screen | None,
+    n_screen: int,
+    n_full: int,
+    fits: dict[str, int] | None = None,
+) -> dict:
+    """What sweep.json records about the screen: results and learner trainings (``fits``, the
+    stored ``n_fits`` per stage) per stage, and what the full grid costs.
+
+    A full-grid result costs what a stage-two result costs — the same trial — so the full grid's
+    fits are the stage-two fits per result times its results: exact when every result trains
+    once (no learning curves), an estimate otherwise (``full_grid_fits_estimated``).
+    """
     from sweep.search import n_configurations, n_inner_cells
 
     n_seeds = len(spec.seeds)
@@ -154,6 +164,16 @@ def screen_summary(spec: Spec, screened: Screen | None, n_screen: int, n_full: i
         "full_grid_results": full_grid,
         "fraction_of_full_grid": round((n_screen + n_full) / full_grid, 4) if full_grid else None,
     }
+    if fits is not None:
+        used = fits.get(SCREEN_STAGE, 0) + fits.get(FULL_STAGE, 0)
+        per_result = fits.get(FULL_STAGE, 0) / n_full if n_full else None
+        grid_fits = None if per_result is None else round(per_result * full_grid)
+        out.update(
+            stage_fits=dict(fits),
+            full_grid_fits=grid_fits,
+            full_grid_fits_estimated=bool(spec.curves.enabled),
+            fits_fraction_of_full_grid=round(used / grid_fits, 4) if grid_fits else None,
+        )
     if screened is not None:
         out.update(screened.as_dict())
     return out
@@ -214,4 +234,18 @@ class ScreenRun:
     def summary(self) -> dict:
         n_one = sum(len(p.results) for p in self.stage_one)
         n_two = sum(len(p.results) for p in self.stage_two or [])
-        return screen_summary(self.spec, self.screened, n_one, n_two)
+        return screen_summary(
+            self.spec, self.screened, n_one, n_two, stage_fits(self.store, self.spec.name)
+        )
+
+
+def stage_fits(store: Store, name: str) -> dict[str, int] | None:
+    """Learner trainings per stage: the sum of the stored ``n_fits`` of finished results (None
+    for a store written before the column existed)."""
+    rows = stored_rows(store, name)
+    if rows.empty or "n_fits" not in rows or STAGE_COLUMN not in rows:
+        return None
+    if "status" in rows:
+        rows = rows[rows["status"] == "ok"]
+    fits = rows["n_fits"].fillna(0).astype(int).groupby(rows[STAGE_COLUMN]).sum()
+    return {str(stage): int(n) for stage, n in fits.items()}

@@ -117,6 +117,8 @@ def run_result(
     the last (`trainables.epochs`); the last epoch's are columns of the row.
     """
     result = prepare_result(config, data)
+    if (config.get("curves") or {}).get("probe"):
+        return _slope_probe(config, result)
     data = result.data  # the training split the result really used
     poisoned, learner, X_bt, target = result.poisoned, result.learner, result.X_bt, result.target
     recorder = reporter = None
@@ -141,6 +143,7 @@ def run_result(
         "n_train": int(len(poisoned.y)),
         "n_test": int(len(data.y_test)),
         "fit_seconds": fit_seconds,
+        "n_fits": 1,
         **poisoned.info,
         **defence_info,
     }
@@ -157,9 +160,52 @@ def run_result(
     ):  # backdoor learning curve, slopes, ρ and ν (trainables/measures/curves.py)
         from trainables.measures.curves import curve_for_result
 
-        summary, result.curves = curve_for_result(config, poisoned, data, X_bt, target)
-        row.update(summary)
+        curve = curve_for_result(config, poisoned, data, X_bt, target)
+        result.curves = curve.rows
+        row.update(curve.summary(), n_fits=1 + curve.fits)
     return result
+
+
+def _slope_probe(config: dict, result: PreparedResult) -> ResultRows:
+    """Stage one of a slope screen (``curves.probe``; `sweep.screening`): one fit per result.
+
+    The β = 0 model of the probe's poisoned training set — its clean samples, fitted alone at the
+    finite difference's precision — gives everything the screen ranks by: the clean accuracy and
+    the analytic slope θ toward the probe's poison (docs/science.md §6). The row's metrics are that
+    model's; ``n_poison`` is the probe's poison, which it was not trained on; no defence runs.
+    """
+    from trainables.measures.curves import learning_curve
+
+    data, poisoned, target = result.data, result.poisoned, result.target
+    t0 = time.perf_counter()
+    curve = learning_curve(
+        lambda: make_learner(config, random_state=result.seed),
+        poisoned.X,
+        poisoned.y,
+        poisoned.is_poison,
+        data.X_test,
+        data.y_test,
+        result.X_bt,
+        target,
+        betas=(0.0,),
+        cross_check=False,
+    )
+    fit_seconds = time.perf_counter() - t0
+    model = curve.model0
+    row = {
+        **attack_metrics(
+            data.y_test, model.predict(data.X_test), model.predict(result.X_bt), target
+        ),
+        "asr_definition": ASR_DEFINITION,
+        "n_poison": poisoned.n_poison,
+        "n_train": int(np.count_nonzero(~np.asarray(poisoned.is_poison, dtype=bool))),
+        "n_test": int(len(data.y_test)),
+        "fit_seconds": fit_seconds,
+        "n_fits": curve.fits,
+        **poisoned.info,
+        **curve.summary(),
+    }
+    return ResultRows(row=row, curves=curve.rows)
 
 
 def tune_trial(

@@ -155,6 +155,17 @@ def test_summary_lines_say_fits_per_stage_the_full_grid_and_the_kept():
     assert "kept 3 of 9 configurations within 0.01 of the best clean accuracy" in text
     assert "C=10, gamma=0.01; C=1, gamma=0.01; C=100, gamma=0.001" in text
     assert "168 in all (23%) of the 720 results the full grid would have run" in text
+    assert "learner trainings" not in text  # a store from before n_fits: no fits line
+    meta = _screen_meta()
+    meta["search"].update(
+        stage_fits={"screen": 60, "full": 1620},
+        full_grid_fits=10800,
+        full_grid_fits_estimated=True,
+    )
+    assert (
+        "learner trainings: 60 in stage one, 1620 in stage two; 1680 in all (16%) of about "
+        "10800 for the full grid" in "\n".join(search_summary_lines(meta))
+    )
     optuna = {"search": {"sampler": "optuna_tpe", "configurations": 12, "results": 432}}
     assert search_summary_lines(optuna) == [
         "  search: optuna_tpe sampled 12 configurations (432 results)"

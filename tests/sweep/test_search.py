@@ -252,16 +252,18 @@ def test_probe_is_the_strongest_attack_unless_the_spec_names_one():
     assert probe_setting(parse_spec(raw)) == {"poison_rate": 0.2, "trigger_size": 1}
 
 
-def test_screen_plans_probe_every_configuration_with_its_curve():
+@pytest.mark.parametrize("curves", [{"enabled": False}, {"enabled": True}])
+def test_screen_plans_probe_every_configuration_with_its_beta_zero_fit_alone(curves):
     raw = base()
-    raw["curves"] = {"enabled": False}
+    raw["curves"] = curves
     raw["search"] = {"strategy": "slope_screen"}
     spec = parse_spec(raw)
     plans = screen_plans(spec)
     assert len(plans) == 20 and all(len(p.results) == 3 for p in plans)
     r = plans[0].results[0]
     assert (r["poison_rate"], r["trigger_size"], r["stage"]) == (0.2, 3, "screen")
-    assert r["curves"]["enabled"] and r["curves"]["betas"] == [0.0, 1.0]
+    # one training per result whatever the spec's curves: beta = 0, no cross-check
+    assert r["curves"] == {"enabled": True, "betas": [0.0], "cross_check": False, "probe": True}
     full = plan_trials(parse_spec(base()))
     assert not {p.trial_id for p in plans} & {p.trial_id for p in full}
 

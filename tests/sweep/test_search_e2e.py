@@ -117,6 +117,18 @@ def test_slope_screen_runs_the_attack_grid_on_the_kept_configurations_only(tmp_p
     )
     meta = store.read_meta("screen")["search"]
     assert meta["stage_results"] == {"screen": 12, "full": 8} and meta["full_grid_results"] == 24
+    # stage one trains each result once (the beta = 0 model); curves are off, so every stage-two
+    # result trains once too and the full grid's 24 fits are exact
+    assert (one["n_fits"] == 1).all() and (two["n_fits"] == 1).all()
+    # ... on the probe's training set without its poison, which n_poison still counts
+    probe = two[two["poison_rate"] == 0.1]
+    assert set(one["n_train"] + one["n_poison"]) == set(probe["n_train"])
+    assert set(one["n_poison"]) == set(probe["n_poison"])
+    curves = store.read_table("curves", "screen")
+    assert set(curves["beta"]) == {0.0} and set(curves["result_id"]) == set(one["result_id"])
+    assert meta["stage_fits"] == {"screen": 12, "full": 8}
+    assert meta["full_grid_fits"] == 24 and not meta["full_grid_fits_estimated"]
+    assert meta["fits_fraction_of_full_grid"] == pytest.approx(20 / 24, abs=1e-4)
     sel = select_robust(df, objective="worst_asr")
     assert len(sel.table) == 2  # stage one never competes
     assert verify_store(store).ok

@@ -96,6 +96,10 @@ class Curve:
     rows: list[dict] = field(default_factory=list)
     slope: Slope = Slope(None, None)
     slope_fd: Slope = Slope(None, None)
+    #: the β = 0 model (fitted at the finite difference's precision for scikit-learn learners)
+    model0: object = None
+    #: learner trainings the curve ran: β = 0, every positive β with poison, the cross-check's
+    fits: int = 0
 
     def summary(self) -> dict:
         notes = [f"slope: {self.slope.note}"] if self.slope.note else []
@@ -149,12 +153,15 @@ def learning_curve(
     X_bt: np.ndarray,
     target: int,
     betas: Sequence[float] = DEFAULT_BETAS,
+    cross_check: bool = True,
 ) -> Curve:
     """Refit over ``betas`` and compute both slopes at β = 0.
 
     ``make()`` returns a fresh unfitted learner; (X, y, is_poison) is the poisoned training set;
     TS = (X_test, y_test); TS+BT = X_bt, every label the ``target`` class index. β = 0 is always
     fitted (ν and the slopes need it) and the rows follow ``betas`` in increasing order.
+    ``cross_check=False`` skips the finite-difference ``slope_fd`` of scikit-learn learners (one
+    or two refits), leaving the analytic θ alone: with ``betas=(0,)`` the curve is then one fit.
     """
     betas = sorted({float(b) for b in betas})
     is_poison = np.asarray(is_poison, dtype=bool)
@@ -172,17 +179,23 @@ def learning_curve(
     base = _point(learner0, 0.0, X_eval, y_eval, n_test, target, None, float("nan"))
     w0 = Weights.of(learner0)
     base["nu"] = 0.0 if w0 is not None else float("nan")  # w(0) against itself
-    curve = Curve()
+    curve = Curve(model0=learner0, fits=1)
     for beta in betas:
         if beta == 0.0 or not is_poison.any():  # without poison every β fits the same model
             curve.rows.append({**base, "beta": beta})
             continue
         model = make().fit_beta(X, y, is_poison, beta)
+        curve.fits += 1
         curve.rows.append(_point(model, beta, X_eval, y_eval, n_test, target, w0, base["rho"]))
 
     if sklearn_learner:
         curve.slope = analytic_slope(learner0, X, y, is_poison, X_bt, y_bt)
+    if sklearn_learner and not cross_check:
+        curve.slope_fd = Slope.undefined("not computed (cross-check off)")
+    elif sklearn_learner:
         one_sided = hasattr(learner0, "dual") and not margin_support_vectors(learner0).any()
+        if is_poison.any():  # loss0 is given: one refit, or two for the one-sided chord
+            curve.fits += 2 if one_sided else 1
         curve.slope_fd = slope_fd(
             lambda: clone(learner0),
             X,
@@ -216,10 +229,9 @@ def _slope_from_curve(rows: list[dict], is_poison: np.ndarray) -> Slope:
     )
 
 
-def curve_for_result(
-    config: dict, poisoned, data, X_bt: np.ndarray, target: int
-) -> tuple[dict, list[dict]]:
-    """The trial's entry point: (columns for the trials row, rows for the curves table)."""
+def curve_for_result(config: dict, poisoned, data, X_bt: np.ndarray, target: int) -> Curve:
+    """The trial's entry point: the curve of the configuration's ``curves`` settings (its
+    ``summary()`` goes into the trials row, its rows into the curves table)."""
     from trainables.learners import make_learner
 
     spec = config.get("curves") or {}
@@ -235,5 +247,6 @@ def curve_for_result(
         X_bt,
         target,
         betas=betas or DEFAULT_BETAS,
+        cross_check=bool(spec.get("cross_check", True)) if isinstance(spec, dict) else True,
     )
-    return curve.summary(), curve.rows
+    return curve

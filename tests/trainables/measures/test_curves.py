@@ -337,3 +337,56 @@ def test_summary_prints_slope_correlation_and_choice(curves_store):
     assert "Spearman(slope, ASR) at poison_rate=0.1:" in text
     assert "poison_rate=0:" not in text  # no poison, no slope to correlate
     assert "robust choice by slope" in text and "C=" in text
+
+
+# -- what a curve costs, and a slope screen's one-fit probe ----------------------------------
+@pytest.mark.parametrize("config", LEARNERS, ids=IDS)
+def test_a_curve_counts_its_fits_and_the_beta_zero_fit_alone_gives_the_same_slope(config):
+    problem = separable_problem()
+    full = curve(config, *problem, betas=(0.0, 0.1, 1.0))
+    one_sided = "one-sided" in (full.slope_fd.note or "")
+    # β = 0, the two positive β, and the cross-check's one refit (two for the one-sided chord)
+    assert full.fits == 1 + 2 + (2 if one_sided else 1)
+    alone = learning_curve(
+        lambda: make_learner(config, random_state=0),
+        *problem[:-1],
+        problem[-1],
+        target=1,
+        betas=(0.0,),
+        cross_check=False,
+    )
+    assert alone.fits == 1 and [r["beta"] for r in alone.rows] == [0.0]
+    assert alone.slope.value == pytest.approx(full.slope.value, rel=1e-9)
+    assert alone.slope_fd.value is None and "cross-check off" in alone.summary()["slope_note"]
+    assert alone.model0 is not None
+
+
+def test_a_screens_probe_result_is_the_beta_zero_fit_of_the_probes_training_set(digits_data):
+    from trainables.trial import run_result
+
+    base = {
+        "dataset": "digits",
+        "learner": "svm_rbf",
+        "C": 1.0,
+        "gamma": 0.01,
+        "trigger": "patch",
+        "trigger_size": 3,
+        "pattern": "random",
+        "corner": "bottom_right",
+        "poisoning": "dirty_label",
+        "poison_rate": 0.1,
+        "target": 1,
+        "seed": 0,
+    }
+    probe = run_result(
+        {**base, "curves": {"enabled": True, "betas": [0.0], "cross_check": False, "probe": True}},
+        digits_data,
+    )
+    full = run_result({**base, "curves": {"enabled": True, "betas": [0.0, 1.0]}}, digits_data)
+    assert probe.row["n_fits"] == 1 and full.row["n_fits"] >= 3
+    # the same β = 0 model: its slope, and the curve's β = 0 point is the probe's accuracy
+    assert probe.row["slope"] == pytest.approx(full.row["slope"], rel=1e-9)
+    assert probe.row["clean_acc"] == pytest.approx(full.curves[0]["acc_clean"])
+    assert probe.row["asr"] <= full.row["asr"]  # trained without the poison
+    assert probe.row["n_poison"] == full.row["n_poison"] > 0
+    assert probe.row["n_train"] == full.row["n_train"] - full.row["n_poison"]
