@@ -222,6 +222,7 @@ def tune_trial(
     from ray import tune
     from threadpoolctl import threadpool_limits
 
+    quiet_shutdown()
     cpus = int(config.get("cpus", 1))
     every = float(config.get("report_every_s", 1.0))
     node = _node_id()
@@ -255,6 +256,30 @@ def tune_trial(
                     report.update(summarise(batch))
                 tune.report(report)
                 batch, last = [], time.monotonic()
+
+
+def quiet_shutdown() -> None:
+    """Keep a reused trial actor's shutdown quiet.
+
+    Tune ends an idle reused actor with SIGTERM; Ray's handler raises ``SystemExit``, and when
+    that lands inside a garbage-collector callback Python cannot raise it and prints it instead —
+    a traceback on the user's terminal, forwarded by Ray, about a worker that is exiting as
+    asked. This hook drops exactly those (an unraisable ``SystemExit``) and passes anything else
+    on to the hook it replaces. Installed once per worker process.
+    """
+    import sys
+
+    if getattr(sys.unraisablehook, "quiet_shutdown", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, SystemExit) or unraisable.exc_type is SystemExit:
+            return
+        previous(unraisable)
+
+    hook.quiet_shutdown = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _node_id() -> str:
