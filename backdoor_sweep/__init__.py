@@ -8,5 +8,5 @@ plot, report) ← ``backdoor_sweep.cli`` (the command line).
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__"]

@@ -58,6 +58,9 @@ class Metric:
     rate: bool = False
     clean: bool = False
     when: tuple[str, Any] | None = None
+    #: the version that added the column: parts written before it lack the column, and readers
+    #: and ``verify`` take it as null there (None: in every store this project wrote)
+    since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ TRIALS = Table(
         Metric("n_test", "int"),
         Metric("fit_seconds"),
         # learner trainings of the result: its fit, its learning curve's, the slope cross-check's
-        Metric("n_fits", "int"),
+        Metric("n_fits", "int", since="0.3.0"),
         Metric("effective_poison_rate", rate=True),
         Metric("poison_per_class", "string"),
         Metric("surrogate_loss_clean", when=_CLEAN_LABEL),
@@ -315,7 +318,8 @@ def schema_difference(got, want) -> list[str]:
 
     Types that every Parquet reader reads as one (``string`` and ``large_string``, timestamps in
     any unit of one time zone) count as the same; a column the schema lacks starts with
-    ``"column "`` (a repair cannot keep it by rewriting the part).
+    ``"column "`` (a repair cannot keep it by rewriting the part). A part without a column added
+    in a later version (``Metric.since``) is as its version wrote it, not a difference.
     """
     have = {f.name: f.type for f in got}
     out = [
@@ -323,7 +327,8 @@ def schema_difference(got, want) -> list[str]:
         for f in want
         if f.name in have and _storage_kind(have[f.name]) != _storage_kind(f.type)
     ]
-    if missing := [f.name for f in want if f.name not in have]:
+    later = {m.name for t in SCHEMA.values() for m in t.metrics if m.since is not None}
+    if missing := [f.name for f in want if f.name not in have and f.name not in later]:
         out.append(f"no column {_few(missing)}")
     if extra := [n for n in have if n not in want.names]:
         out.append(f"column {_few(extra)} not in the schema")

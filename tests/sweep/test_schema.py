@@ -240,3 +240,14 @@ def test_every_column_a_network_result_writes_is_declared(tmp_path, digits_data)
         },
     )
     assert tuned["asr_before_finetune"].notna().all()
+
+
+def test_a_part_from_before_a_later_column_is_as_its_version_wrote_it():
+    from sweep.schema import schema_difference
+
+    want = pa.schema([("sweep", pa.string()), ("clean_acc", pa.float64()), ("n_fits", pa.int64())])
+    assert METRICS["n_fits"].since is not None  # added in 0.3.0: stores before lack it
+    old = pa.schema([("sweep", pa.string()), ("clean_acc", pa.float64())])
+    assert schema_difference(old, want) == []
+    broken = pa.schema([("sweep", pa.string()), ("n_fits", pa.int64())])
+    assert schema_difference(broken, want) == ["no column clean_acc"]
