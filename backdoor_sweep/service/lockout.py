@@ -86,6 +86,9 @@ class Lockout:
     def __len__(self) -> int:
         return len(self._failures)
 
+    def __contains__(self, client: object) -> bool:
+        return client in self._failures
+
     def retry_after(self, client: str) -> float | None:
         """Seconds until ``client`` may try again, or None when it is not locked out."""
         with self._lock:
