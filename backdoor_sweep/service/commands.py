@@ -139,8 +139,8 @@ def serve(
         list[Path] | None,
         typer.Option(
             "--data-root",
-            help="Folder that specs sent over HTTP may read dataset files and trigger images "
-            "from (repeatable; default none: bundled datasets only).",
+            help="Folder with the dataset files: specs sent over HTTP read files (datasets, "
+            "trigger images) only under these (repeatable; default none: bundled datasets only).",
         ),
     ] = None,
     trusted_proxy: Annotated[
