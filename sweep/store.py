@@ -92,6 +92,25 @@ def _reason(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
+def claim_lock(fh) -> str | None:
+    """Take an exclusive ``flock`` on the open file ``fh`` without waiting and write this
+    process into it (``"pid N on HOST"``): None when taken, else what the holder wrote.
+
+    The kernel releases the lock when ``fh`` is closed or its process dies, even by SIGKILL, so
+    a crashed holder never leaves a stale lock behind.
+    """
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        return fh.read().strip() or "another process"
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
+    fh.flush()
+    return None
+
+
 class Store:
     """A folder of sweeps. Cheap to construct; touches the disk only when asked."""
 
@@ -159,19 +178,11 @@ class Store:
                 f"({_reason(err)})"
             ) from None
         with fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
+            if (holder := claim_lock(fh)) is not None:
                 raise SweepError(
                     f"sweep {sweep!r} is being written by {holder}; wait for it to finish "
                     "or pass another --name"
                 ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
-            fh.flush()
             yield
 
     def lock_holder(self, sweep: str) -> str | None:

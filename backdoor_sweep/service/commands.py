@@ -6,11 +6,9 @@ imported only when ``serve`` runs.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import math
-import os
 import signal
 import socket
 from pathlib import Path
@@ -265,23 +263,14 @@ def checked_proxy(value: str) -> str:
 
 def hold_server_lock(root: Path):
     """Take ``STORE/.service/server.lock`` for this process: one server per store."""
-    from sweep.store import SERVICE_DIR
+    from sweep.store import SERVICE_DIR, claim_lock
 
     path = root / SERVICE_DIR / "server.lock"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fh = open(path, "a+")  # noqa: SIM115  (kept open: the lock lives as long as the process)
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        raise SweepError(
-            f"--store {root} is already served by {holder}; one server per store"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-    fh.flush()
+    if (holder := claim_lock(fh)) is not None:
+        fh.close()
+        raise SweepError(f"--store {root} is already served by {holder}; one server per store")
     return fh
 
 
