@@ -80,7 +80,7 @@ class DefenceSection(_Section):
 class CurvesSection(BaseModel):
     """Backdoor learning curves (docs/science.md §5): off, or the β grid to retrain over.
 
-    Enabled without ``betas``, the grid is ``trainables.measures.curves.DEFAULT_BETAS`` (0 and 12
+    Enabled without ``betas``, the grid is ``trainables.measures.betas.DEFAULT_BETAS`` (0 and 12
     log-spaced values from 1e-3 to 1), written into the spec so the store records it.
     """
 
@@ -92,7 +92,7 @@ class CurvesSection(BaseModel):
     @classmethod
     def _default_betas(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("enabled") and data.get("betas") is None:
-            from trainables.measures.curves import DEFAULT_BETAS
+            from trainables.measures.betas import DEFAULT_BETAS
 
             data = {**data, "betas": list(DEFAULT_BETAS)}
         return data

@@ -32,6 +32,9 @@ from backdoor_sweep.cli import app
 from sweep.validation import known_keys
 
 analysis.select.attack_columns() and analysis.select.defender_columns() and known_keys()
+# reading, validating and planning the default spec (curves on) needs no learner library either
+from sweep.plan import plan_trials
+plan_trials(sweep.spec.load_spec().smoke())
 imported = heavy()
 app(["select", "--store", sys.argv[1], "--format", "json"], standalone_mode=False)
 print(json.dumps({{"imported": imported, "ran": heavy()}}))

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 
+from trainables.measures.betas import DEFAULT_BETAS
 from trainables.measures.kkt import margin_support_vectors
 from trainables.measures.losses import losses_from_scores, scores, uses_proba
 from trainables.measures.slope import Slope, analytic_slope, fd_plan, slope_fd
-
-#: β = 0 plus 12 log-spaced values from 1e-3 to 1 (4 significant digits, so columns read well)
-DEFAULT_BETAS: tuple[float, ...] = (0.0, *(float(f"{b:.4g}") for b in np.logspace(-3, 0, 12)))
 
 CURVE_COLUMNS = ("beta", "loss_clean", "loss_backdoor", "acc_clean", "acc_backdoor", "rho", "nu")
 
