@@ -37,7 +37,7 @@ from sweep.execution import check_devices, check_local_gpus, make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
 from sweep.spec import Spec, first_difference, parse_spec
-from sweep.store import CACHE_DIR, LOCK_DIR, Store
+from sweep.store import LOCK_DIR, Store
 from sweep.writer import StoreWriter, library_versions, make_callback, make_stopper, now_utc
 from trainables.data.datasets import load_dataset
 
@@ -71,6 +71,9 @@ class SweepStart:
     store: Store
     #: an existing sweep of this name is replaced (``overwrite``)
     replaces: bool
+    #: a search (Optuna, a slope screen): the configurations it looks at. Its results and trials
+    #: are then upper bounds — what runs depends on what the search finds (None: a fixed plan)
+    n_configurations: int | None = None
 
 
 def run_sweep(
@@ -95,8 +98,9 @@ def run_sweep(
     is up and a node can hold one trial. Only then is the lock taken and — with ``overwrite`` — the
     old sweep moved aside; it is put back if the run fails (`_replacing`).
 
-    ``store`` overrides ``spec.store`` (a store that was moved or copied since the sweep started).
-    ``on_start`` is told the plan once it is known. ``num_cpus`` caps an in-process Ray (ignored
+    ``store`` overrides ``spec.store`` (a store that was moved or copied since the sweep started),
+    for grids and searches alike. ``on_start`` is told the plan once it is known (a search: its
+    budget, `SweepStart.n_configurations`). ``num_cpus`` caps an in-process Ray (ignored
     with ``address``). ``trial_fn(config, data)`` is what each Tune trial runs (default
     `trainables.trial.tune_trial`); tests wrap it to inject faults. It must be importable by the
     workers or pickled by value. ``on_progress`` is called with the `Progress` of this run after
@@ -113,16 +117,13 @@ def run_sweep(
             overwrite=overwrite,
             show_progress=show_progress,
             num_cpus=num_cpus,
+            store=store,
+            on_start=on_start,
             extra_meta=extra_meta,
         )
     store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
-    if address:
-        probe_address(address)  # a few seconds at most, instead of ray.init's minutes of retries
-    else:
-        check_local_gpus(spec)  # before the store is touched; a cluster is checked once joined
-    _refuse_if_busy(store, spec.name)
-    _check_existing(spec, store, resume=resume, overwrite=overwrite)
+    check_before_run(spec, store, address=address, resume=resume, overwrite=overwrite)
     plans = plan_trials(spec)
     fresh = overwrite or not store.exists(spec.name)
     done = set() if fresh else store.done_trials(spec.name)
@@ -133,11 +134,66 @@ def run_sweep(
         on_start(
             SweepStart(spec.name, spec.n_results, len(plans), n_stored, len(todo), store, replaces)
         )
+    with claimed(
+        spec,
+        store,
+        address=address,
+        num_cpus=num_cpus,
+        resume=resume,
+        overwrite=overwrite,
+        needs_ray=bool(todo),  # a finished sweep needs no Ray
+    ) as data:
+        return _run_locked(
+            spec,
+            store,
+            data,
+            plans,
+            t_start,
+            resume,
+            show_progress,
+            trial_fn,
+            on_progress=on_progress,
+            extra_meta=extra_meta,
+        )
+
+
+def check_before_run(
+    spec: Spec, store: Store, *, address: str | None, resume: bool, overwrite: bool
+) -> None:
+    """What refuses a run before anything is loaded or started: the address does not answer
+    (a few seconds at most, instead of ``ray.init``'s minutes of retries), the GPUs asked for
+    are not here (a cluster is checked once joined), another process writes the sweep, or the
+    sweep may not be created, resumed or replaced (`_check_existing`). Reads only."""
+    if address:
+        probe_address(address)
+    else:
+        check_local_gpus(spec)
+    _refuse_if_busy(store, spec.name)
+    _check_existing(spec, store, resume=resume, overwrite=overwrite)
+
+
+@contextmanager
+def claimed(
+    spec: Spec,
+    store: Store,
+    *,
+    address: str | None,
+    num_cpus: int | None,
+    resume: bool,
+    overwrite: bool,
+    needs_ray: bool,
+) -> Iterator[Any]:
+    """Load the dataset, start Ray (``needs_ray``), check resources and devices, then take the
+    sweep's lock — the first write to the store — and, with ``overwrite``, move the old sweep
+    aside (`_replacing`); yields the dataset. Grids and searches (`sweep.searching`) run in it.
+
+    A store write that fails in the body (`_StoreFailed`) becomes one line saying what was kept
+    and what to do; Ray, if started here, is shut down at the end.
+    """
     data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
-    # a finished sweep needs no Ray
-    started = init_ray(address, num_cpus) if todo else False
+    started = init_ray(address, num_cpus) if needs_ray else False
     try:
-        if todo:
+        if needs_ray:
             check_resources(spec.execution.cpus_per_trial, spec.execution.gpus_per_trial)
             check_devices(spec)  # GPUs and bf16 where the trials will run, before any write
         with store.lock(spec.name):  # the first write to the store
@@ -146,18 +202,7 @@ def run_sweep(
             _check_existing(spec, store, resume=resume, overwrite=overwrite)
             try:
                 with _replacing(store, spec.name, overwrite) as replaced:
-                    return _run_locked(
-                        spec,
-                        store,
-                        data,
-                        plans,
-                        t_start,
-                        resume,
-                        show_progress,
-                        trial_fn,
-                        on_progress=on_progress,
-                        extra_meta=extra_meta,
-                    )
+                    yield data
             except _StoreFailed as err:
                 if replaced:
                     kept = "the sweep it was replacing is back in place): free space or fix the store and run it again"
@@ -349,7 +394,7 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
     # what trials compute once for every sweep (trained generators) goes beside the store
-    cache = str(Path(spec.store).resolve() / CACHE_DIR)
+    cache = str(writer.store.cache_dir.resolve())
     configs = [
         {"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "cache_dir": cache} for p in todo
     ]
