@@ -285,7 +285,7 @@ class OptunaRun:
     def _fit(self, data, writer, remaining: int, folder) -> None:
         from ray import tune
 
-        from sweep.launcher import _StoreFailed
+        from sweep.claim import StoreFailed
         from sweep.writer import make_stopper
 
         spec = self.spec
@@ -317,8 +317,8 @@ class OptunaRun:
             tuner.fit()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if writer.failure is not None:  # `sweep.launcher.claimed` says what was kept
-            raise _StoreFailed(writer.failure)
+        if writer.failure is not None:  # `sweep.claim.claimed` says what was kept
+            raise StoreFailed(writer.failure)
 
     def n_results(self) -> int:
         return len(stored_rows(self.store, self.spec.name))

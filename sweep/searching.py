@@ -44,19 +44,13 @@ def run_search(
     """Run (or finish) an Optuna search or a slope screen; see the module docstring.
 
     What `sweep.launcher.run_sweep` does for a grid, in the same order and with the same
-    refusals before the store is touched (`check_before_run`, `claimed`): ``store`` overrides
+    refusals before the store is touched (`sweep.claim`): ``store`` overrides
     ``spec.store``, ``on_start`` is told the search's budget (`SweepStart.n_configurations`;
     results and trials are upper bounds) before any slow step, ``overwrite`` replaces a stored
     sweep once the new run is ready, ``extra_meta`` goes into a new sweep's ``sweep.json``.
     """
-    from sweep.launcher import (
-        SweepOutcome,
-        SweepStart,
-        check_before_run,
-        claimed,
-        close_meta,
-        open_meta,
-    )
+    from sweep.claim import check_before_run, claimed
+    from sweep.launcher import SweepOutcome, SweepStart, close_meta, open_meta
 
     store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
