@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from analysis.explain import rebuild
 from sweep.launcher import SweepStart, run_sweep
 from sweep.spec import DEFAULT_SPEC, parse_spec
 from sweep.store import Store
@@ -115,6 +117,14 @@ def test_an_optuna_search_writes_to_the_given_store_and_resumes_there(tmp_path, 
     df = given.read_table("trials", "opt")
     assert len(df) == 8 and df["trial_id"].nunique() == 2 and verify_store(given).ok
     assert given.read_meta("opt")["status"] == "finished"
+    assert not spec_store.exists()
+    # `explain` rebuilds a searched result from its stored row (numpy values) and the given store
+    row = {c: df[c].iloc[0] for c in df.columns}
+    assert isinstance(row["C"], np.floating)
+    rebuilt = rebuild(given, "opt", row)
+    assert rebuilt.config["result_id"] == row["result_id"]
+    stored, again = rebuilt.reproduced["clean_acc"]
+    assert again == pytest.approx(stored, abs=1e-12)
     assert not spec_store.exists()
 
 
