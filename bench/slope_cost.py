@@ -30,7 +30,7 @@ from sklearn.base import clone  # noqa: E402
 
 from sweep.spec import load_spec  # noqa: E402
 from trainables.data.datasets import load_dataset  # noqa: E402
-from trainables.learners.sklearn_learners import make_learner  # noqa: E402
+from trainables.learners.registry import make_learner  # noqa: E402
 from trainables.measures.slope import (  # noqa: E402
     analytic_slope,
     fd_plan,

@@ -175,6 +175,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
         kwargs["include_dashboard"] = False
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
+        _local_token_auth()
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
@@ -194,6 +195,21 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
     return True
+
+
+def _local_token_auth() -> None:
+    """A new in-process Ray turns token authentication on when ``RAY_AUTH_MODE`` is unset, and
+    says so in a warning on every run; we ask for that same mode explicitly, which Ray takes
+    without the warning. An explicit ``RAY_AUTH_MODE`` (``disabled`` included) is left alone."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            AUTH_MODE_ENV_VAR,
+            _enable_token_auth,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    if AUTH_MODE_ENV_VAR not in os.environ:
+        _enable_token_auth()  # sets it and refreshes Ray's cached configuration
 
 
 def _token_auth_if_available() -> None:

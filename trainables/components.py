@@ -254,13 +254,14 @@ class Hyperparameters:
 
 
 class Registry(dict):
-    """name -> component class, with a one-line error for unknown names."""
+    """name -> what declares a component (anything with ``name`` and ``Params``: a component
+    class, or a learner's declaration), with a one-line error for unknown names."""
 
     def __init__(self, kind: str, *classes: type) -> None:
         super().__init__((c.name, c) for c in classes)
         self.kind = kind
 
-    def get_class(self, name: object, field: str | None = None) -> type:
+    def get_class(self, name: object, field: str | None = None) -> Any:
         if not isinstance(name, str) or name not in self:
             allowed = ", ".join(sorted(self))
             raise SweepError(f"{field or self.kind} must be one of {allowed}; got {shown(name)}")

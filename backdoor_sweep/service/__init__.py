@@ -2,7 +2,8 @@
 store, to submit sweeps to the cluster, watch them, query the store and choose.
 
 Rooms: `app` (the ASGI application and its guard), `api` (JSON routes), `pages` (HTML shells and
-their script), `auth` (bearer tokens), `jobs` (the queue and one runner process per sweep),
+their script), `auth` (bearer tokens), `lockout` (failed authentications per client), `dataroots`
+(the folders a spec sent over HTTP may read files from), `jobs` (the queue and one runner process per sweep),
 `runner` (what those processes run), `records` (what the service keeps in the store and the status
 it derives), `analyses` (choice, heatmaps and curves for the pages), `documents` (report and
 explain pages), `commands` (``serve`` and ``token``), `errors` (HTTP statuses).
@@ -16,6 +17,8 @@ _WHERE = {
     "Jobs": "jobs",
     "Records": "records",
     "Results": "analyses",
+    "DataRoots": "dataroots",
+    "Lockout": "lockout",
     "ServiceConfig": "app",
     "SweepView": "records",
     "Tokens": "auth",

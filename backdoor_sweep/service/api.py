@@ -2,7 +2,8 @@
 
 Every route needs a bearer token (`app.Guard`); the token's name is the user. A spec is validated
 exactly as ``backdoor-sweep run`` validates it (`sweep.spec`), with the same one-line error
-(422, nothing written). Queries go through the CLI's read-only, store-confined DuckDB
+(422, nothing written), once the files it would read are confined to the server's data roots
+(`dataroots`: 403 outside them). Queries go through the CLI's read-only, store-confined DuckDB
 (`sweep.query.run_query`) with a row limit, a time limit and a memory limit.
 """
 
@@ -70,6 +71,10 @@ def _services(request: Request):
     return s.config, s.jobs, s.results, s.documents
 
 
+def _roots(request: Request):
+    return request.app.state.data_roots
+
+
 @router.get("/health", tags=["service"])
 def health() -> dict[str, str]:
     """Is the server up (no token needed)."""
@@ -96,20 +101,26 @@ async def submit(
     config, jobs, _, _ = _services(request)
     body = await request.body()
     kind = request.headers.get("content-type", "")
-    spec = await run_in_threadpool(_spec_from_body, body, kind, name, smoke, str(config.store))
+    spec = await run_in_threadpool(
+        _spec_from_body, body, kind, name, smoke, str(config.store), _roots(request)
+    )
     view = await run_in_threadpool(jobs.submit, spec, user(request))
     return view.as_dict()
 
 
-def _spec_from_body(body: bytes, content_type: str, name: str | None, smoke: bool, store: str):
+def _spec_from_body(
+    body: bytes, content_type: str, name: str | None, smoke: bool, store: str, roots
+):
     """Parse and validate a submitted spec as ``backdoor-sweep run [--smoke] [--name]`` does.
 
     YAML goes through the same bounded reader as a spec file (`sweep.specfile`: size, nesting,
-    alias expansion, repeated keys); JSON is YAML too, so both take that road."""
+    alias expansion, repeated keys); JSON is YAML too, so both take that road. The files it
+    names are confined to the data roots first (`dataroots.DataRoots.confine`): validation
+    opens an image folder to list its classes."""
     from sweep.spec import parse_spec, with_overrides
     from sweep.specfile import read_spec_bytes
 
-    raw = read_spec_bytes(body, "spec")
+    raw = roots.confine(read_spec_bytes(body, "spec"))
     spec = parse_spec(raw, source="spec")
     if smoke:
         spec = spec.smoke()
@@ -153,7 +164,16 @@ def cancel(request: Request, name: str) -> dict:
 def resume(request: Request, name: str) -> dict:
     """Queue an interrupted, cancelled or failed sweep again; it runs what is not stored yet."""
     _, jobs, _, _ = _services(request)
-    return jobs.resume(checked(name), user(request)).as_dict()
+    jobs.view(checked(name))
+    _roots(request).confine(_stored_spec(jobs, name))  # the operator's roots hold on resume too
+    return jobs.resume(name, user(request)).as_dict()
+
+
+def _stored_spec(jobs, name: str) -> dict | None:
+    """The spec a resume runs: the store's (the sweep started), else the job record's."""
+    meta = jobs.store.read_meta(name) if jobs.store.exists(name) else None
+    job = jobs.records.read_job(name) or {}
+    return (meta or {}).get("spec") or job.get("spec")
 
 
 @router.get("/sweeps/{name}/log", response_class=PlainTextResponse, tags=["sweeps"])

@@ -5,7 +5,9 @@
 JSON API (`api`) and the pages (`pages`). The guard (`Guard`, plain ASGI, before routing) answers
 every request without a valid bearer token with the same 401 — an unknown route included, so a
 stranger learns nothing, not even which routes exist — except ``/health`` and the static page
-shells (HTML, JS and CSS without data; the pages fetch everything with the token). It also bounds
+shells (HTML, JS and CSS without data; the pages fetch everything with the token). A client that
+keeps presenting bad tokens is locked out for a while (429 with ``Retry-After``, before its token
+is looked at; `lockout.Lockout`). It also bounds
 request bodies: a declared length over the limit is refused before a byte is read, a streamed body
 as soon as it passes the limit (413). Every error is ``{"error": "<one line>"}``.
 """
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from backdoor_sweep.errors import SweepError
 from backdoor_sweep.service.errors import TooLarge, status_of
+from backdoor_sweep.service.lockout import MAX_FAILURES, WINDOW_S, Lockout, client_key
 
 log = logging.getLogger("backdoor_sweep.service")
 UNAUTHORIZED = "a valid bearer token is required (Authorization: Bearer <token>)"
@@ -45,6 +49,11 @@ class ServiceConfig:
     query_max_rows: int = 10_000
     query_memory: str = "1GB"
     page_timeout_s: float = 600.0
+    #: failed authentications within ``auth_window_s`` that lock a client out (`lockout`)
+    auth_failures: int = MAX_FAILURES
+    auth_window_s: float = WINDOW_S
+    #: folders a spec submitted over HTTP may read dataset files from (`dataroots`); none: no files
+    data_roots: tuple[Path, ...] = ()
 
 
 def is_public(path: str) -> bool:
@@ -54,6 +63,11 @@ def is_public(path: str) -> bool:
     if ".." in path:
         return False
     return path in ("/health", "/docs") or path in PAGE_PATHS or path.startswith(STATIC_PREFIX)
+
+
+def _presented(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Does the request present credentials at all (a request without them guesses nothing)?"""
+    return any(key == b"authorization" for key, _ in headers)
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -80,23 +94,44 @@ async def _send_json(send, status: int, body: dict, headers: list | None = None)
     await send({"type": "http.response.body", "body": data})
 
 
+def locked_out(client: str, lockout: Lockout, seconds: int) -> str:
+    return (
+        f"failed authentications from {client} must be fewer than {lockout.max_failures} "
+        f"within {lockout.window_s:g} s; locked out, retry after {seconds} s"
+    )
+
+
 def too_large(limit: int, got: str) -> TooLarge:
     return TooLarge(f"request body must be at most {limit / 1e6:g} MB; got {got}")
 
 
 class Guard:
-    """Bearer-token check and request-body limit, before any routing (see module docstring)."""
+    """Lockout, bearer-token check and request-body limit, before any routing (module docstring)."""
 
-    def __init__(self, app, tokens, body_limit: int) -> None:
+    def __init__(self, app, tokens, body_limit: int, lockout: Lockout | None = None) -> None:
         self.app, self.tokens, self.body_limit = app, tokens, body_limit
+        self.lockout = lockout if lockout is not None else Lockout()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if not is_public(scope["path"]):
+            client = client_key(scope)
+            wait = self.lockout.retry_after(client)
+            if wait is not None:  # answered before the token is looked at: no timing to learn
+                seconds = max(1, math.ceil(wait))
+                await _send_json(
+                    send,
+                    429,
+                    {"error": locked_out(client, self.lockout, seconds)},
+                    [(b"retry-after", str(seconds).encode()), *SECURITY_HEADERS],
+                )
+                return
             user = self.tokens.who(_bearer(scope["headers"]))
             if user is None:
+                if _presented(scope["headers"]):
+                    self.lockout.failed(client)
                 await _send_json(
                     send,
                     401,
@@ -144,6 +179,7 @@ def create_app(config: ServiceConfig):
     from backdoor_sweep.service.analyses import Results
     from backdoor_sweep.service.api import router
     from backdoor_sweep.service.auth import Tokens
+    from backdoor_sweep.service.dataroots import DataRoots
     from backdoor_sweep.service.documents import Documents
     from backdoor_sweep.service.jobs import Jobs
     from backdoor_sweep.service.pages import add_pages
@@ -178,6 +214,7 @@ def create_app(config: ServiceConfig):
     )
     app.state.config, app.state.tokens, app.state.jobs = config, tokens, jobs
     app.state.results, app.state.documents = results, documents
+    app.state.data_roots = DataRoots(config.data_roots)
 
     @app.exception_handler(SweepError)
     async def _sweep_error(request: Request, err: SweepError):
@@ -203,7 +240,9 @@ def create_app(config: ServiceConfig):
 
     app.include_router(router)
     add_pages(app)
-    app.add_middleware(Guard, tokens=tokens, body_limit=config.body_limit)
+    lockout = Lockout(config.auth_failures, config.auth_window_s)
+    app.state.lockout = lockout
+    app.add_middleware(Guard, tokens=tokens, body_limit=config.body_limit, lockout=lockout)
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import typer
 
 from backdoor_sweep.cli.options import AddressOpt
 from backdoor_sweep.errors import SweepError
+from backdoor_sweep.service.lockout import MAX_FAILURES, WINDOW_S
 
 #: ``serve`` without ``--port`` takes the first free port from here on
 FIRST_PORT = 8265
@@ -120,6 +122,35 @@ def serve(
     tls_key: Annotated[
         Path | None, typer.Option("--tls-key", help="TLS private key (PEM).")
     ] = None,
+    auth_failures: Annotated[
+        int,
+        typer.Option(
+            "--auth-failures",
+            help="Failed authentications within --auth-window that lock a client out (429).",
+        ),
+    ] = MAX_FAILURES,
+    auth_window: Annotated[
+        float,
+        typer.Option(
+            "--auth-window", help="Seconds over which failed authentications are counted."
+        ),
+    ] = WINDOW_S,
+    data_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data-root",
+            help="Folder with the dataset files: specs sent over HTTP read files (datasets, "
+            "trigger images) only under these (repeatable; default none: bundled datasets only).",
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address (or network) of a proxy whose X-Forwarded-For names the client "
+            "(repeatable; default none: the client is the connection's address).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the store to a team: an authenticated HTTP API (docs at /docs) and web pages."""
     import uvicorn
@@ -142,12 +173,19 @@ def serve(
         ("--max-running", max_running),
         ("--query-rows", query_rows),
         ("--body-limit", body_limit),
+        ("--auth-failures", auth_failures),
     ):
         if value < 1:
             raise SweepError(f"{what} must be at least 1; got {value}")
-    for what, value in (("--query-timeout", query_timeout), ("--cancel-grace", cancel_grace)):
-        if not value > 0:
+    for what, value in (
+        ("--query-timeout", query_timeout),
+        ("--cancel-grace", cancel_grace),
+        ("--auth-window", auth_window),
+    ):
+        if not 0 < value < math.inf:
             raise SweepError(f"{what} must be a positive number of seconds; got {value}")
+    roots = [checked_data_root(d) for d in data_root or []]
+    proxies = [checked_proxy(p) for p in trusted_proxy or []]
     lock = hold_server_lock(root)  # noqa: F841  (held until the process ends)
     sock = bind(host, port)
     config = ServiceConfig(
@@ -159,6 +197,9 @@ def serve(
         query_timeout_s=query_timeout,
         query_max_rows=query_rows,
         cancel_grace_s=cancel_grace,
+        auth_failures=auth_failures,
+        auth_window_s=auth_window,
+        data_roots=tuple(roots),
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -172,6 +213,12 @@ def serve(
             err=True,
         )
     typer.echo(
+        f"specs sent over HTTP read files only under {', '.join(map(str, roots))}"
+        if roots
+        else "specs sent over HTTP read no files (bundled datasets only; see --data-root)",
+        err=True,
+    )
+    typer.echo(
         f"serving store {root} at {scheme}://{bound_host}:{bound_port}/ (API docs at /docs); "
         f"sweeps run on {address or 'an in-process Ray each'}; Ctrl-C stops it",
         err=True,
@@ -183,6 +230,10 @@ def serve(
             timeout_graceful_shutdown=int(cancel_grace) + 5,
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
+            # X-Forwarded-For only from the proxies named: otherwise anyone on this host could
+            # name any client and step around the lockout (uvicorn trusts loopback by default)
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
         )
     )
     # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler
@@ -191,6 +242,25 @@ def serve(
         signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
     typer.echo("server stopped", err=True)
+
+
+def checked_data_root(folder: Path) -> Path:
+    """``--data-root`` resolved (symlinks and ``..``), when it is an existing folder."""
+    resolved = folder.expanduser().resolve()
+    if not resolved.is_dir():
+        why = "not a folder" if resolved.exists() else "not found"
+        raise SweepError(f"--data-root must be an existing folder; got {str(folder)!r} ({why})")
+    return resolved
+
+
+def checked_proxy(value: str) -> str:
+    """``--trusted-proxy``: an IP address or network (never ``*``: that trusts everyone)."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise SweepError(
+            f"--trusted-proxy must be an IP address or network (10.0.0.5, 10.0.0.0/24); got {value!r}"
+        ) from None
 
 
 def hold_server_lock(root: Path):

@@ -15,6 +15,12 @@ class NotFound(SweepError):
     status_code = 404
 
 
+class Forbidden(SweepError):
+    """The request asks the server to read files it does not serve (outside its data roots): 403."""
+
+    status_code = 403
+
+
 class Conflict(SweepError):
     """The request contradicts the sweep's state (a name taken, a sweep not running): 409."""
 

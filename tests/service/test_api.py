@@ -166,6 +166,25 @@ def test_a_bad_spec_gets_the_line_run_gives_and_nothing_is_written(served, alice
     assert listing(store.root) == before
 
 
+def test_a_server_without_data_roots_reads_no_dataset_files_for_a_request(served, alice, tmp_path):
+    _, store, _ = served
+    before = listing(store.root)
+    raw = load_spec().smoke().model_dump(mode="json")
+    raw["dataset"] = {"name": "image_folder", "folder": str(tmp_path), "image_size": 8}
+    r = alice.post("/sweeps", content=yaml.safe_dump(raw))
+    assert (r.status_code, r.json()) == (
+        403,
+        {
+            "error": "dataset.name must be one of digits, mnist_sample in a spec sent to this "
+            "server (it reads no dataset files for a request: it was started without "
+            "--data-root); got 'image_folder'"
+        },
+    )
+    raw["dataset"] = {"name": "cifar10", "data_root": "/etc"}
+    assert alice.post("/sweeps", content=yaml.safe_dump(raw)).status_code == 403
+    assert listing(store.root) == before
+
+
 def test_a_spec_of_ten_megabytes_is_refused_before_it_is_read(served, alice):
     _, store, _ = served
     before = listing(store.root)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from sweep.cluster import probe_address
 from sweep.launcher import run_sweep
 from sweep.spec import load_spec, parse_spec
 from sweep.store import LOCK_DIR, Store
-from tests.conftest import cli
+from tests.conftest import ROOT, cli
 from tests.handmade import write_sweep
 
 
@@ -230,3 +232,31 @@ def test_a_sweep_leaves_the_callers_signal_handlers_in_place(ray_runtime, tmp_pa
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+@pytest.mark.slow
+def test_an_in_process_ray_asks_for_token_auth_without_rays_warning(tmp_path):
+    """Ray turns token authentication on for a new local runtime and warns on every run; we ask
+    for the same mode, and an explicit RAY_AUTH_MODE is kept."""
+    code = (
+        "import os, ray\n"
+        "from sweep.cluster import init_ray\n"
+        "init_ray(None, 1)\n"
+        "print('mode', os.environ.get('RAY_AUTH_MODE'))\n"
+        "print('value', ray.get(ray.remote(lambda: 41 + 1).remote()))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path))  # the token goes to ~/.ray
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "mode token" in out.stdout and "value 42" in out.stdout
+    assert "Token authentication is enabled" not in out.stderr
+    assert (tmp_path / ".ray" / "auth_token").is_file()
+    env["RAY_AUTH_MODE"] = "disabled"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and "mode disabled" in out.stdout, out.stderr

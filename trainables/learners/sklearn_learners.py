@@ -2,8 +2,9 @@
 
 Every learner is a scikit-learn estimator: ``__init__`` stores keyword hyperparameters, ``fit(X, y,
 sample_weight=None)`` flattens images to vectors and fits, fitted attributes end in ``_``. Each
-hyperparameter is declared once, in the learner's ``Params`` model (type, range, default); the
-``__init__`` is written from it (`trainables.components.Hyperparameters`), plus ``random_state``.
+hyperparameter is declared once, in the learner's ``Params`` model (type, range, default) in
+`trainables.learners.params`; the ``__init__`` is written from it
+(`trainables.components.Hyperparameters`), plus ``random_state``.
 Larger C means weaker regularisation for all of them:
 
 - ``svm_linear``: ``SVC(kernel="linear")`` — the plain hinge problem ½‖w‖² + C·Σ sᵢ·hinge.
@@ -18,17 +19,15 @@ compare fits that differ by a tiny weight (SVC tol ≤ 1e-7 keeps the sign of a 
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from trainables.components import Hyperparameters, Params
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+from trainables.components import Hyperparameters
+from trainables.learners.params import LogisticParams, RidgeParams, SVMLinearParams, SVMRBFParams
 
 
 def flatten(X: np.ndarray) -> np.ndarray:
@@ -118,9 +117,7 @@ class SVMLinear(KernelSVM):
     name = "svm_linear"
     loss = "hinge"
 
-    class Params(Params):
-        C: PositiveFloat = 1.0
-        tol: PositiveFloat = 1e-7
+    Params = SVMLinearParams
 
     def _make(self):
         return SVC(kernel="linear", C=self.C, tol=self.tol, max_iter=-1)
@@ -130,10 +127,7 @@ class SVMRBF(KernelSVM):
     name = "svm_rbf"
     loss = "hinge"
 
-    class Params(Params):
-        C: PositiveFloat = 1.0
-        gamma: PositiveFloat = 0.01
-        tol: PositiveFloat = 1e-7
+    Params = SVMRBFParams
 
     def _make(self):
         return SVC(kernel="rbf", C=self.C, gamma=self.gamma, tol=self.tol, max_iter=-1)
@@ -143,8 +137,7 @@ class Ridge(SklearnLearner):
     name = "ridge"
     loss = "squared"
 
-    class Params(Params):
-        C: PositiveFloat = 1.0
+    Params = RidgeParams
 
     def _make(self):
         return RidgeClassifier(alpha=1.0 / (2.0 * self.C), solver="cholesky")
@@ -154,11 +147,7 @@ class Logistic(SklearnLearner):
     name = "logistic"
     loss = "logistic"
 
-    class Params(Params):
-        C: PositiveFloat = 1.0
-        tol: PositiveFloat = 1e-8
-        max_iter: Annotated[int, Field(ge=1)] = 1000
-        solver: Literal["newton-cholesky", "lbfgs", "newton-cg"] = "newton-cholesky"
+    Params = LogisticParams
 
     def _make(self):
         return LogisticRegression(

@@ -1,7 +1,7 @@
 """Network learners as scikit-learn estimators: ``cnn``, ``mlp``, ``resnet18``, ``torch_logistic``.
 
 Each stores keyword hyperparameters in ``__init__`` — exactly the fields of its ``Params`` model,
-where each is declared once (`trainables.components.Hyperparameters`), so ``resnet18`` takes no
+declared once in `trainables.learners.params` (`trainables.components.Hyperparameters`), so ``resnet18`` takes no
 ``cnn_width`` — and builds, seeds and trains its torch module in ``fit`` (docs/science.md §5, §8;
 modules in `trainables.learners.networks`, the loop in `trainables.learners.training`, the
 objective and its latent regularisers in `trainables.learners.regularisers`). Beyond ``fit``/``predict``/``predict_proba``/``decision_function``:
@@ -28,51 +28,13 @@ DP-SGD is not a learner hyperparameter in specs: the ``dp_sgd`` defence sets ``s
 from __future__ import annotations
 
 import sys
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from trainables.components import Hyperparameters, Params
-
-PosInt = Annotated[int, Field(ge=1)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class TorchParams(Params):
-    """Training hyperparameters and latent-regulariser weights shared by every network learner."""
-
-    epochs: PosInt = 10
-    batch_size: PosInt = 64
-    lr: PosFloat = 0.05
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: NonNeg = 0.0
-    augment: bool = False
-    logit_squeeze_weight: NonNeg = 0.0
-    manifold_mixup_weight: NonNeg = 0.0
-    contrastive_weight: NonNeg = 0.0
-    contrastive_margin: PosFloat = 1.0
-    #: > 0 minimises the soft nearest neighbour loss (separates classes in the latent space);
-    #: < 0 maximises it, as Frosst et al. do to entangle hidden layers
-    snnl_weight: Annotated[float, Field(allow_inf_nan=False)] = 0.0
-    snnl_temperature: PosFloat = 1.0
-
-
-class CNNParams(TorchParams):
-    """`TorchParams` and the small CNN's sizes: convolution channels and hidden units."""
-
-    cnn_width: PosInt = 16
-    hidden_units: PosInt = 64
-
-
-class MLPParams(TorchParams):
-    """`TorchParams` and the MLP's sizes: units per hidden layer and hidden layers."""
-
-    hidden_units: PosInt = 64
-    hidden_layers: PosInt = 1
+from trainables.learners.params import CNNParams, MLPParams, TorchParams
 
 
 def ray_resources() -> tuple[int | None, bool]:

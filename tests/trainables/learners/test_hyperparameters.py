@@ -17,7 +17,7 @@ from sklearn.base import clone
 from backdoor_sweep.errors import SweepError
 from sweep.spec import parse_spec
 from trainables.components import Hyperparameters, Params, hyperparameter_init
-from trainables.learners import LEARNERS
+from trainables.learners import LEARNERS, Learner, SVMRBFParams, make_learner
 
 NAMES = sorted(LEARNERS)
 
@@ -38,7 +38,7 @@ def non_default(field, default):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_constructor_is_the_params_model_plus_extras(name):
-    cls = LEARNERS[name]
+    cls = LEARNERS[name].estimator()
     sig = inspect.signature(cls.__init__)
     declared = {**cls.Params.model_fields}
     expected = [*declared, *cls.init_extras]
@@ -53,7 +53,7 @@ def test_constructor_is_the_params_model_plus_extras(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_clone_keeps_every_hyperparameter(name):
-    cls = LEARNERS[name]
+    cls = LEARNERS[name].estimator()
     values = {k: non_default(f, f.default) for k, f in cls.Params.model_fields.items()}
     cls.Params(**values)  # the test values are valid for the model
     est = cls(**values, random_state=7)
@@ -68,13 +68,13 @@ def test_clone_keeps_every_hyperparameter(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_init_only_stores(name):
     """No validation in ``__init__`` (scikit-learn's rule): a bad value is the spec's to refuse."""
-    cls = LEARNERS[name]
+    cls = LEARNERS[name].estimator()
     key = next(iter(cls.Params.model_fields))
     assert getattr(cls(**{key: "anything"}), key) == "anything"
 
 
 def test_a_network_takes_only_its_own_parameters():
-    resnet, cnn = LEARNERS["resnet18"], LEARNERS["cnn"]
+    resnet, cnn = LEARNERS["resnet18"].estimator(), LEARNERS["cnn"].estimator()
     assert cnn(cnn_width=8).cnn_width == 8
     with pytest.raises(TypeError, match="cnn_width"):
         resnet(cnn_width=8)
@@ -83,7 +83,7 @@ def test_a_network_takes_only_its_own_parameters():
     with pytest.raises(TypeError, match="hidden_layers"):
         cnn(hidden_layers=2)
     with pytest.raises(TypeError, match="gamma"):
-        LEARNERS["svm_linear"](gamma=0.1)
+        LEARNERS["svm_linear"].estimator()(gamma=0.1)
 
 
 def test_spec_refuses_another_networks_parameter_naming_what_it_reads():
@@ -142,8 +142,25 @@ def test_hyperparameter_init_refuses_what_cannot_be_a_hyperparameter():
 @pytest.mark.parametrize("name", ["svm_linear", "logistic", "torch_logistic"])
 def test_a_clone_fits_like_the_original(name, digits_data):
     extra = {"epochs": 2} if LEARNERS[name].kind == "torch" else {}
-    est = LEARNERS[name](random_state=0, **extra)
+    est = LEARNERS[name].estimator()(random_state=0, **extra)
     X, y = digits_data.X_train[:60], digits_data.y_train[:60]
     a = est.fit(X, y).predict(digits_data.X_test)
     b = clone(est).fit(X, y).predict(digits_data.X_test)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_declaration_is_the_estimators(name):
+    """The registry's name, kind and ``Params`` are the estimator class's own (one declaration)."""
+    learner = LEARNERS[name]
+    cls = learner.estimator()
+    assert (cls.name, cls.kind, cls.Params) == (learner.name, learner.kind, learner.Params)
+    assert type(make_learner({"learner": name})) is cls
+
+
+def test_a_declaration_that_names_another_estimator_is_refused():
+    wrong = Learner(
+        "svm_linear", "sklearn", SVMRBFParams, "trainables.learners.sklearn_learners", "SVMLinear"
+    )
+    with pytest.raises(TypeError, match="not learner 'svm_linear' \\(sklearn\\) with SVMRBFParams"):
+        wrong.estimator()
