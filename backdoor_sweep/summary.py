@@ -31,17 +31,36 @@ def describe_grid(spec: Spec) -> str:
 
 def print_plan(spec: Spec, plan: SweepStart, stream: TextIO | None = None) -> None:
     """What the run is about to do, before any slow step: a person sees at once how big it is and
-    where it writes (and, resumed, how much is already done)."""
+    where it writes (and, resumed, how much is already done). A search says its budget: how many
+    configurations it looks at, and at most how many trials and results that costs."""
     out = stream or sys.stdout
-    print(f"sweep {spec.name}: {describe_grid(spec)} in {plan.n_trials} trials", file=out)
+    searched = plan.n_configurations
+    bound = "" if searched is None else "at most "
+    print(f"sweep {spec.name}: {describe_grid(spec)} in {bound}{plan.n_trials} trials", file=out)
+    if searched is not None:
+        print(f"  {searched} configurations searched ({_search_words(spec)})", file=out)
     if plan.n_stored:
         print(
-            f"  {plan.n_stored} results already in the store; {plan.n_todo} trials to run",
+            f"  {plan.n_stored} results already in the store; {bound}{plan.n_todo} trials to run",
             file=out,
         )
     if plan.replaces:
         print("  replaces the stored sweep of this name once the new run is ready", file=out)
     print(f"  store: {plan.store.sweep_dir(spec.name).resolve()}", file=out, flush=True)
+
+
+def _search_words(spec: Spec) -> str:
+    """``optuna_tpe`` or ``slope screen: stage two on at most 3 of them``."""
+    search = spec.search
+    if search.strategy != "slope_screen":
+        return search.sampler or search.algorithm
+    from sweep.search import DEFAULT_KEEP
+
+    if search.keep_fraction is not None:
+        kept = f"{search.keep_fraction:g} of the accurate ones"
+    else:
+        kept = f"at most {search.keep if search.keep is not None else DEFAULT_KEEP} of them"
+    return f"slope screen: the full attack grid on {kept}"
 
 
 def print_summary(

@@ -44,7 +44,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.select import select_robust  # noqa: E402
-from sweep.launcher import init_ray, run_sweep  # noqa: E402
+from sweep.cluster import init_ray  # noqa: E402
+from sweep.launcher import run_sweep  # noqa: E402
 from sweep.plan import outer_axes  # noqa: E402
 from sweep.spec import PRESETS_DIR, Spec, load_spec, parse_spec  # noqa: E402
 from sweep.store import Store  # noqa: E402

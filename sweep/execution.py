@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from backdoor_sweep.errors import SweepError
+from trainables.components import NumbersOnly
 from trainables.epochs import EPOCH_METRICS
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ SCHEDULED_DEFENCES = ("none", "dp_sgd", "filter")
 PROBE_TIMEOUT_S = 120
 
 
-class SchedulerSection(BaseModel):
+class SchedulerSection(NumbersOnly):
     """``execution.scheduler``: ASHA (or FIFO) over the per-epoch reports of network trials."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -9,7 +9,7 @@ it failed for good (after ``execution.max_failures`` retries: a raising trial, o
 Nothing is lost or written twice: a part file appears only for a finished trial, so a driver killed
 mid-sweep leaves whole trials or nothing, ``resume`` runs exactly the trials without a part, and a
 retried trial's results are keyed by result id (`sweep.writer`). The run holds the sweep's lock
-(`Store.lock`), taken only once nothing can refuse the run any more.
+(`Store.lock`), taken only once nothing can refuse the run any more (`sweep.claim`).
 
 With an ``execution.scheduler`` (sweep/execution.py) network trials also report after every epoch;
 a trial the scheduler stops is stored with ``status = "stopped"``, the epoch it reached and that
@@ -18,28 +18,23 @@ epoch's metrics (its part file is written, so ``resume`` does not run it again).
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from backdoor_sweep.errors import SweepError
-from sweep.cluster import check_resources, init_ray, probe_address
-from sweep.execution import check_devices, check_local_gpus, make_scheduler
+from sweep.claim import StoreFailed, check_before_run, claimed
+from sweep.execution import make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
-from sweep.spec import Spec, first_difference, parse_spec
-from sweep.store import CACHE_DIR, LOCK_DIR, Store
+from sweep.spec import Spec
+from sweep.store import Store
 from sweep.writer import StoreWriter, library_versions, make_callback, make_stopper, now_utc
-from trainables.data.datasets import load_dataset
 
 
 @dataclass
@@ -71,6 +66,9 @@ class SweepStart:
     store: Store
     #: an existing sweep of this name is replaced (``overwrite``)
     replaces: bool
+    #: a search (Optuna, a slope screen): the configurations it looks at. Its results and trials
+    #: are then upper bounds — what runs depends on what the search finds (None: a fixed plan)
+    n_configurations: int | None = None
 
 
 def run_sweep(
@@ -95,8 +93,9 @@ def run_sweep(
     is up and a node can hold one trial. Only then is the lock taken and — with ``overwrite`` — the
     old sweep moved aside; it is put back if the run fails (`_replacing`).
 
-    ``store`` overrides ``spec.store`` (a store that was moved or copied since the sweep started).
-    ``on_start`` is told the plan once it is known. ``num_cpus`` caps an in-process Ray (ignored
+    ``store`` overrides ``spec.store`` (a store that was moved or copied since the sweep started),
+    for grids and searches alike. ``on_start`` is told the plan once it is known (a search: its
+    budget, `SweepStart.n_configurations`). ``num_cpus`` caps an in-process Ray (ignored
     with ``address``). ``trial_fn(config, data)`` is what each Tune trial runs (default
     `trainables.trial.tune_trial`); tests wrap it to inject faults. It must be importable by the
     workers or pickled by value. ``on_progress`` is called with the `Progress` of this run after
@@ -113,16 +112,13 @@ def run_sweep(
             overwrite=overwrite,
             show_progress=show_progress,
             num_cpus=num_cpus,
+            store=store,
+            on_start=on_start,
             extra_meta=extra_meta,
         )
     store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
-    if address:
-        probe_address(address)  # a few seconds at most, instead of ray.init's minutes of retries
-    else:
-        check_local_gpus(spec)  # before the store is touched; a cluster is checked once joined
-    _refuse_if_busy(store, spec.name)
-    _check_existing(spec, store, resume=resume, overwrite=overwrite)
+    check_before_run(spec, store, address=address, resume=resume, overwrite=overwrite)
     plans = plan_trials(spec)
     fresh = overwrite or not store.exists(spec.name)
     done = set() if fresh else store.done_trials(spec.name)
@@ -133,132 +129,27 @@ def run_sweep(
         on_start(
             SweepStart(spec.name, spec.n_results, len(plans), n_stored, len(todo), store, replaces)
         )
-    data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
-    # a finished sweep needs no Ray
-    started = init_ray(address, num_cpus) if todo else False
-    try:
-        if todo:
-            check_resources(spec.execution.cpus_per_trial, spec.execution.gpus_per_trial)
-            check_devices(spec)  # GPUs and bf16 where the trials will run, before any write
-        with store.lock(spec.name):  # the first write to the store
-            _recover_replaced(store, spec.name)
-            # checked again under the lock: another run may have created the sweep meanwhile
-            _check_existing(spec, store, resume=resume, overwrite=overwrite)
-            try:
-                with _replacing(store, spec.name, overwrite) as replaced:
-                    return _run_locked(
-                        spec,
-                        store,
-                        data,
-                        plans,
-                        t_start,
-                        resume,
-                        show_progress,
-                        trial_fn,
-                        on_progress=on_progress,
-                        extra_meta=extra_meta,
-                    )
-            except _StoreFailed as err:
-                if replaced:
-                    kept = "the sweep it was replacing is back in place): free space or fix the store and run it again"
-                else:
-                    kept = (
-                        "the trials stored so far are kept): free space or fix the store, then "
-                        f"`{resume_command(spec.name, store, address)}`"
-                    )
-                raise SweepError(f"{err}; the sweep stopped ({kept}") from None
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-
-
-def _refuse_if_busy(store: Store, name: str) -> None:
-    """Refuse at once, creating nothing, while another process holds the sweep's lock."""
-    if store.is_locked(name):
-        with store.lock(name):  # raises its one-line refusal, naming the holder
-            pass
-
-
-def _check_existing(spec: Spec, store: Store, *, resume: bool, overwrite: bool) -> None:
-    """A stored sweep of this name may be replaced, resumed with the same spec, or is refused.
-
-    Reads only: the replacement itself happens once the new run is ready (`_replacing`).
-    """
-    if not store.exists(spec.name) or overwrite:
-        return
-    if resume:
-        _check_same_spec(spec, store)
-    else:
-        raise SweepError(
-            f"sweep {spec.name!r} already exists in {store.root}; "
-            "pass --resume to finish it or --overwrite to replace it"
+    with claimed(
+        spec,
+        store,
+        address=address,
+        num_cpus=num_cpus,
+        resume=resume,
+        overwrite=overwrite,
+        needs_ray=bool(todo),  # a finished sweep needs no Ray
+    ) as data:
+        return _run_locked(
+            spec,
+            store,
+            data,
+            plans,
+            t_start,
+            resume,
+            show_progress,
+            trial_fn,
+            on_progress=on_progress,
+            extra_meta=extra_meta,
         )
-
-
-def _check_same_spec(spec: Spec, store: Store) -> None:
-    """Resuming needs the spec the sweep was started with, up to what changes no result (the
-    store's path among them: a moved or copied store resumes). The stored spec is validated
-    again, so stores written before a field was added compare by the field's default."""
-    stored = store.read_meta(spec.name).get("spec")
-    try:
-        started = parse_spec(stored, source=f"the spec stored for sweep {spec.name!r}")
-    except SweepError as err:
-        raise SweepError(
-            f"sweep {spec.name!r} cannot be resumed: its stored spec no longer validates ({err}); "
-            "replace it with --overwrite or run under another --name"
-        ) from None
-    diff = first_difference(started, spec)
-    if diff is not None:
-        raise SweepError(
-            f"--resume needs the spec sweep {spec.name!r} was started with; this one differs in "
-            f"{diff}. Finish the stored one with `backdoor-sweep resume {spec.name} --store "
-            f"{store.root}`, run this one under another --name, or replace it with --overwrite"
-        )
-
-
-def _aside(store: Store, name: str) -> Path:
-    """Where a sweep being replaced waits (in the lock folder: no reader lists it as a sweep)."""
-    return store.root / LOCK_DIR / f"{name}.replaced"
-
-
-@contextmanager
-def _replacing(store: Store, name: str, overwrite: bool) -> Iterator[bool]:
-    """With ``overwrite``, move the stored sweep aside while the new run writes its own; yields
-    whether there was one.
-
-    The old sweep is deleted when the run ends — finished, or interrupted (the new sweep is then
-    the one to resume) — and put back in place if the run fails with an error.
-    """
-    old, aside = store.sweep_dir(name), _aside(store, name)
-    if not (overwrite and old.exists()):
-        yield False
-        return
-    os.replace(old, aside)
-    try:
-        yield True
-    except KeyboardInterrupt:
-        shutil.rmtree(aside, ignore_errors=True)
-        raise
-    except BaseException:
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(aside, old)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _recover_replaced(store: Store, name: str) -> None:
-    """Finish what a replacing run killed outright (SIGKILL) left: keep the new sweep if it got
-    as far as its ``sweep.json``, else put the old one back."""
-    aside = _aside(store, name)
-    if not aside.exists():
-        return
-    if store.exists(name):
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        shutil.rmtree(store.sweep_dir(name), ignore_errors=True)
-        os.replace(aside, store.sweep_dir(name))
 
 
 def open_meta(
@@ -349,7 +240,7 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
         {"cpu": cpus, "gpu": spec.execution.gpus_per_trial},
     )
     # what trials compute once for every sweep (trained generators) goes beside the store
-    cache = str(Path(spec.store).resolve() / CACHE_DIR)
+    cache = str(writer.store.cache_dir.resolve())
     configs = [
         {"trial_id": p.trial_id, "cpus": max(1, int(cpus)), "cache_dir": cache} for p in todo
     ]
@@ -386,19 +277,7 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if writer.failure is not None:
-        raise _StoreFailed(writer.failure)
-
-
-class _StoreFailed(SweepError):
-    """A store write failed mid-sweep; `run_sweep` says what was kept and what to do."""
-
-
-def resume_command(name: str, store: Store, address: str | None = None) -> str:
-    """The command that finishes sweep ``name``, as it can be pasted from any folder."""
-    words = ["backdoor-sweep", "resume", name, "--store", str(store.root.resolve())]
-    if address:
-        words += ["--address", address]
-    return shlex.join(words)
+        raise StoreFailed(writer.failure)
 
 
 def _main_thread() -> bool:

@@ -198,12 +198,19 @@ class ScreenRun:
         self.screened = screen(self.spec, self.stage_one, stored_rows(self.store, self.spec.name))
         self.stage_two = full_plans(self.spec, self.screened.kept)
 
-    def pending(self) -> bool:
-        done = self._done()
-        if {p.trial_id for p in self.stage_one} - done:
-            return True
+    def budget(self, fresh: bool) -> tuple[int, int]:
+        """Trials the screen runs at most, and how many of them are still to run (all of them
+        when ``fresh``). Until stage one is complete stage two counts as ``search.keep`` (or
+        ``keep_fraction``) of every configuration; then it is the kept ones' trials exactly."""
+        done = set() if fresh else self._done()
+        n_one = len(self.stage_one)
+        one_left = len({p.trial_id for p in self.stage_one} - done)
+        if one_left:
+            n_two = n_keep(self.spec.search, n_one)
+            return n_one + n_two, one_left + n_two
         self._screen()
-        return bool({p.trial_id for p in self.stage_two or []} - done)
+        two = {p.trial_id for p in self.stage_two or []}
+        return n_one + len(two), len(two - done)
 
     def run(self, data, counts: dict, show_progress: bool) -> bool:
         total = sum(len(p.results) for p in self.stage_one)

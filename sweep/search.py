@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from backdoor_sweep.errors import SweepError
+from trainables.components import NumbersOnly
 
 if TYPE_CHECKING:
     from sweep.spec import Spec
@@ -135,7 +136,7 @@ class Objective(BaseModel):
     mode: Literal["min", "max"]
 
 
-class SearchSection(BaseModel):
+class SearchSection(NumbersOnly):
     """How the learner's configurations are explored; see the module docstring."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -357,6 +358,8 @@ def probe_setting(spec: Spec) -> dict[str, Any]:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):  # true is no 1 (YAML's yes, on)
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b)
     return str(a) == str(b)

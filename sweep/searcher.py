@@ -47,7 +47,6 @@ from sweep.plan import TrialPlan, plan_configurations
 from sweep.progress import Progress
 from sweep.sampling import configuration_key, tune_space
 from sweep.searching import stored_rows
-from sweep.store import CACHE_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,6 +216,8 @@ class SearchTemplate:
     objectives: list[str]
     settings: list[str]
     cpus: int
+    #: the store's cache of what trials compute once (`sweep.store.Store.cache_dir`)
+    cache_dir: str
 
     def plan(self, configuration: dict) -> TrialPlan:
         return plan_configurations(self.spec, [dict(configuration)])[0]
@@ -234,8 +235,11 @@ class OptunaRun:
         df = stored_rows(self.store, self.spec.name)
         return int(df["trial_id"].nunique()) if not df.empty else 0
 
-    def pending(self) -> bool:
-        return self._stored_configurations() < self.n_configurations
+    def budget(self, fresh: bool) -> tuple[int, int]:
+        """Trials the search runs at most (one per configuration), and how many of them are
+        still to run (all of them when ``fresh``: a new sweep, or one being replaced)."""
+        stored = 0 if fresh else self._stored_configurations()
+        return self.n_configurations, max(0, self.n_configurations - stored)
 
     def run(self, data, counts: dict, show_progress: bool) -> bool:
         spec = self.spec
@@ -275,12 +279,13 @@ class OptunaRun:
             [o.metric for o in spec.search.objectives],
             spec.inner_axes(),
             max(1, int(spec.execution.cpus_per_trial)),
+            str(self.store.cache_dir.resolve()),
         )
 
     def _fit(self, data, writer, remaining: int, folder) -> None:
         from ray import tune
 
-        from sweep.launcher import resume_command
+        from sweep.claim import StoreFailed
         from sweep.writer import make_stopper
 
         spec = self.spec
@@ -312,11 +317,8 @@ class OptunaRun:
             tuner.fit()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if writer.failure is not None:
-            raise SweepError(
-                f"{writer.failure}; the search stopped (the trials stored so far are kept): "
-                f"free space or fix the store, then `{resume_command(spec)}`"
-            )
+        if writer.failure is not None:  # `sweep.claim.claimed` says what was kept
+            raise StoreFailed(writer.failure)
 
     def n_results(self) -> int:
         return len(stored_rows(self.store, self.spec.name))
@@ -351,13 +353,12 @@ def _search_trial(config: dict, data, template: SearchTemplate) -> None:
     plan = template.plan(config)
     tracker = ObjectiveTracker(template.objectives, plan.results, template.settings)
     # trained generators are kept beside the store, as in a grid sweep (`sweep.launcher`)
-    cache = str(Path(template.spec.store).resolve() / CACHE_DIR)
     tune_trial(
         {
             "trial_id": plan.trial_id,
             "cpus": template.cpus,
             "results": plan.results,
-            "cache_dir": cache,
+            "cache_dir": template.cache_dir,
         },
         data,
         summarise=tracker,

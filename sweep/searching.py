@@ -13,6 +13,7 @@ whether anything is left (``pending``), runs it (``run``) and what to record (``
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from backdoor_sweep.errors import SweepError
@@ -24,7 +25,7 @@ from sweep.store import Store
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sweep.launcher import SweepOutcome
+    from sweep.launcher import SweepOutcome, SweepStart
     from sweep.spec import Spec
 
 
@@ -36,27 +37,57 @@ def run_search(
     overwrite: bool = False,
     show_progress: bool = True,
     num_cpus: int | None = None,
+    store: Store | None = None,
+    on_start: Callable[[SweepStart], None] | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or finish) an Optuna search or a slope screen; see the module docstring.
-    ``extra_meta`` goes into a new sweep's ``sweep.json`` (`sweep.launcher.run_sweep`)."""
-    from sweep.launcher import SweepOutcome, _check_existing, close_meta, init_ray, open_meta
-    from trainables.data.datasets import load_dataset
 
-    store = Store(spec.store)
+    What `sweep.launcher.run_sweep` does for a grid, in the same order and with the same
+    refusals before the store is touched (`sweep.claim`): ``store`` overrides
+    ``spec.store``, ``on_start`` is told the search's budget (`SweepStart.n_configurations`;
+    results and trials are upper bounds) before any slow step, ``overwrite`` replaces a stored
+    sweep once the new run is ready, ``extra_meta`` goes into a new sweep's ``sweep.json``.
+    """
+    from sweep.claim import check_before_run, claimed
+    from sweep.launcher import SweepOutcome, SweepStart, close_meta, open_meta
+
+    store = store if store is not None else Store(spec.store)
     t_start = time.perf_counter()
-    with store.lock(spec.name):
-        _check_existing(spec, store, resume=resume, overwrite=overwrite)
-        data = load_dataset(spec.dataset)  # a missing or bad data folder fails before Ray starts
-        if spec.search.algorithm == "optuna":
-            from sweep.searcher import OptunaRun as Run
-        else:
-            from sweep.screening import ScreenRun as Run
-        run = Run(spec, store)
-        started = init_ray(address, num_cpus) if run.pending() else False
+    check_before_run(spec, store, address=address, resume=resume, overwrite=overwrite)
+    if spec.search.algorithm == "optuna":
+        from sweep.searcher import OptunaRun as Run
+    else:
+        from sweep.screening import ScreenRun as Run
+    run = Run(spec, store)
+    fresh = overwrite or not store.exists(spec.name)
+    n_trials, n_todo = run.budget(fresh)
+    if on_start is not None:
+        on_start(
+            SweepStart(
+                spec.name,
+                spec.n_results,
+                n_trials,
+                0 if fresh else len(stored_rows(store, spec.name)),
+                n_todo,
+                store,
+                overwrite and store.exists(spec.name),
+                n_configurations=run.n_configurations,
+            )
+        )
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+    complete = False
+    with claimed(
+        spec,
+        store,
+        address=address,
+        num_cpus=num_cpus,
+        resume=resume,
+        overwrite=overwrite,
+        needs_ray=n_todo > 0,
+    ) as data:
         meta, _ = open_meta(spec, store, run.n_configurations, extra_meta)
-        counts = {"ok": 0, "error": 0, "skipped": 0}
-        complete, failed = False, True
+        failed = True
         try:
             complete = run.run(data, counts, show_progress)
             failed = False
@@ -74,10 +105,6 @@ def run_search(
             except SweepError:
                 if not failed:  # the store failed before: that error is the one to show
                     raise
-            if started:
-                import ray
-
-                ray.shutdown()
     return SweepOutcome(
         spec.name,
         run.n_results(),

@@ -22,7 +22,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from backdoor_sweep.errors import SweepError, shown
 from search_spaces import DEFAULT_SPEC, PRESETS_DIR  # noqa: F401  (re-exported)
@@ -44,13 +52,13 @@ from sweep.validation import (  # noqa: F401  (COMPONENT_KINDS, MAX_RESULTS: re-
     check_result_count,
     validate,
 )
-from trainables.components import describe_error
+from trainables.components import NumbersOnly, describe_error, integers_only, numbers_only
 from trainables.data.datasets import DatasetSpec
 
 #: the spec section each selector key is written in
 ATTACK_KINDS = ("trigger", "poisoning")
 #: seeds (and ``dataset.split_seed``) are what NumPy and scikit-learn accept: 0 … 2³² − 1
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Seed = Annotated[int, BeforeValidator(integers_only), Field(ge=0, le=2**32 - 1)]
 #: spec fields that change no result, left out of `Spec.digest`
 NOT_FINGERPRINTED: dict[str, Any] = {
     "store": True,
@@ -86,7 +94,7 @@ class CurvesSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = False
-    betas: list[Annotated[float, Field(ge=0, le=1)]] | None = None
+    betas: list[Annotated[float, BeforeValidator(numbers_only), Field(ge=0, le=1)]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -98,7 +106,7 @@ class CurvesSection(BaseModel):
         return data
 
 
-class ExplainSection(BaseModel):
+class ExplainSection(NumbersOnly):
     """Explanations per result (`trainables.measures.influence`, `trainables.measures.dynamics`).
 
     ``influence_k``: each result row gets ``influential_poison_frac``, the share of poisoned rows
@@ -123,7 +131,7 @@ class ExplainSection(BaseModel):
         return keys
 
 
-class ExecutionSection(BaseModel):
+class ExecutionSection(NumbersOnly):
     model_config = ConfigDict(extra="forbid", frozen=True)
     cpus_per_trial: Annotated[float, Field(gt=0, le=256)] = 1
     gpus_per_trial: Annotated[float, Field(ge=0, le=16)] = 0

@@ -248,7 +248,8 @@ def check_all_read(spec: Spec, origins: dict[str, str], chosen: dict[str, list[t
 
 def check_targets(spec: Spec, origins: dict[str, str], info: DatasetInfo) -> None:
     for target in values_of(spec, "target"):
-        if info.position(target) is None:
+        # a class is a name or an index; true (YAML's yes, on) would pass for index 1
+        if isinstance(target, bool) or info.position(target) is None:
             raise SweepError(
                 f"{origins['target']} must be one of the classes {info.classes}; got {shown(target)}"
             )

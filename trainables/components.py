@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+import types
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from backdoor_sweep.errors import SweepError, shown
 
@@ -31,8 +33,101 @@ if TYPE_CHECKING:
     from trainables.data.datasets import DatasetInfo
 
 
-class Params(BaseModel):
-    """Base for component parameter models: unknown keys are refused, values are checked."""
+# -- numbers only where a number is meant -----------------------------------------------------
+def numbers_only(value: Any, kind: Literal["integer", "number"] = "number") -> Any:
+    """``value`` unchanged, unless it is a boolean or text where ``kind`` is meant.
+
+    pydantic's lax mode reads ``true`` (YAML also ``yes``, ``on``) as 1 and ``"3"`` as 3; in a
+    spec that is a typo, not a number — and a grid value is stored as written, so a string would
+    become a text column. NumPy numbers (read back from the store) pass: they are not ``bool``
+    or ``str``. Raises a pydantic error that `describe_error` turns into
+    ``<field> must be a number, not …; got <value>``.
+    """
+    what = "an integer" if kind == "integer" else "a number"
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "number_type",
+            f"Input should be {what}, not true/false (YAML reads yes/no, on/off and true/false "
+            "as booleans)",
+        )
+    if isinstance(value, str):
+        raise PydanticCustomError("number_type", f"Input should be {what}, not text{_hint(value)}")
+    return value
+
+
+def integers_only(value: Any) -> Any:
+    """`numbers_only` for an integer (seeds, counts)."""
+    return numbers_only(value, "integer")
+
+
+def _hint(text: str) -> str:
+    """How to write a number that YAML read as text: an exponent needs a dot and a sign
+    (``1e3`` is text, ``1.0e+3`` a number), a quoted number no quotes."""
+    try:
+        float(text)
+    except ValueError:
+        return ""
+    m = re.fullmatch(r"\s*([+-]?\d+)(?:\.(\d*))?[eE]([+-]?)(\d+)\s*", text)
+    if m:
+        written = f"{m[1]}.{m[2] or 0}e{m[3] or '+'}{m[4]}"
+        return f" (YAML reads {text.strip()} as text: write {written})"
+    return " (write it without quotes)"
+
+
+def number_kind(annotation: Any) -> Literal["integer", "number"] | None:
+    """``"integer"`` or ``"number"`` when every value a field of this type takes (None aside) is
+    a number or a list or tuple of numbers; None when it also takes text, booleans or anything
+    else (those fields are left to pydantic)."""
+    kinds: set[str] = set()
+    for member in _members(annotation):
+        if member is type(None):
+            continue
+        if get_origin(member) in (list, tuple):
+            inner = {number_kind(a) for a in get_args(member) if a is not Ellipsis}
+            if not inner or None in inner:
+                return None
+            kinds |= inner  # type: ignore[arg-type]
+        elif member is int:
+            kinds.add("integer")
+        elif member is float:
+            kinds.add("number")
+        else:
+            return None
+    if not kinds:
+        return None
+    return "integer" if kinds == {"integer"} else "number"
+
+
+def _members(annotation: Any) -> list[Any]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _members(a)]
+    return [annotation]
+
+
+class NumbersOnly(BaseModel):
+    """A model whose number fields take numbers only (`numbers_only`, elements of a list or
+    tuple of numbers too); every other field is validated as pydantic does."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        kind = number_kind(field.annotation) if field is not None else None
+        if kind is None:
+            return value
+        if isinstance(value, list | tuple):
+            for item in value:
+                numbers_only(item, kind)
+            return value
+        return numbers_only(value, kind)
+
+
+class Params(NumbersOnly):
+    """Base for component parameter models: unknown keys are refused, values are checked
+    (numbers are numbers: `NumbersOnly`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -128,7 +128,7 @@ def _stopped(name: str, store: Store, address: str | None) -> None:
     """Say what a stopped run left and how to finish it; exit 143 after SIGTERM, else 130."""
     Stop.reported = True
     if store.exists(name) and store.read_meta(name).get("status") != "finished":
-        from sweep.launcher import resume_command
+        from sweep.claim import resume_command
 
         hint = (
             f"sweep {name!r} is incomplete; finish it with: {resume_command(name, store, address)}"

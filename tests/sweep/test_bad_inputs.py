@@ -76,7 +76,8 @@ BAD_SPECS = {
         HEAD
         + "grid:\n"
         + "".join(
-            f"  {k}: [{', '.join(str(v) for v in vs)}]\n"
+            # each value as YAML writes it (1e-9 as 1.0e-09: str() gives 1e-09, which YAML reads as text)
+            f"  {k}: [{', '.join(yaml.safe_dump(v).splitlines()[0] for v in vs)}]\n"
             for k, vs in {
                 "C": [0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, 100000, 1000000],
                 "gamma": [0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, 100000, 1000000],
@@ -91,6 +92,101 @@ BAD_SPECS = {
     ),
     "long_value": (HEAD.replace("target: 1", "target: " + "q" * 50_000), "…"),
 }
+
+#: booleans (YAML's yes/no, on/off, true/false) and text where a number is meant: pydantic's lax
+#: mode would read them as 1, 0 or the number, and a grid value is stored as written
+BOOL = "not true/false (YAML reads yes/no, on/off and true/false as booleans); got"
+SEARCHED = "search: {algorithm: random, num_samples: 2}\n"
+SCREEN = "grid: {C: [1, 10], poison_rate: [0, 0.1], trigger_size: [1, 2]}\n"
+BAD_SPECS.update(
+    {
+        "boolean_grid_value": (
+            HEAD + "grid: {C: [yes]}\n",
+            f"grid.C must be a number, {BOOL} True",
+        ),
+        "boolean_poison_rate": (
+            HEAD + "grid: {poison_rate: [0.1, true]}\n",
+            f"grid.poison_rate must be a number, {BOOL} True",
+        ),
+        "boolean_trigger_size": (
+            HEAD + "grid: {trigger_size: [false]}\n",
+            f"grid.trigger_size must be an integer, {BOOL} False",
+        ),
+        "boolean_fixed_value": (
+            HEAD.replace("{name: svm_rbf}", "{name: svm_rbf, C: on}"),
+            f"learner.C must be a number, {BOOL} True",
+        ),
+        "exponent_as_text": (
+            HEAD + "grid: {C: [1e3]}\n",
+            "grid.C must be a number, not text (YAML reads 1e3 as text: write 1.0e+3); got '1e3'",
+        ),
+        "quoted_number": (
+            HEAD + "grid: {trigger_size: ['2']}\n",
+            "grid.trigger_size must be an integer, not text (write it without quotes); got '2'",
+        ),
+        "boolean_seed": (HEAD + "seeds: [0, true]\n", f"seeds.1 must be an integer, {BOOL} True"),
+        "text_seed": (HEAD + "seeds: ['3']\n", "seeds.0 must be an integer, not text"),
+        "boolean_split_seed": (
+            HEAD.replace("classes: [7, 1]", "classes: [7, 1], split_seed: yes"),
+            f"dataset.split_seed must be an integer, {BOOL} True",
+        ),
+        "boolean_target": (
+            HEAD.replace("target: 1", "target: yes"),
+            "attack.target must be one of the classes [7, 1]; got True",
+        ),
+        "boolean_range_bound": (
+            HEAD + "grid: {C: {loguniform: [true, 10]}}\n" + SEARCHED,
+            "grid.C.loguniform must be two numbers [low, high]; got [True, 10]",
+        ),
+        "boolean_num_samples": (
+            HEAD + "grid: {C: {loguniform: [0.1, 10]}}\n"
+            "search: {algorithm: random, num_samples: yes}\n",
+            f"search.num_samples must be an integer, {BOOL} True",
+        ),
+        "text_max_concurrent": (
+            HEAD + "grid: {C: {loguniform: [0.1, 10]}}\n"
+            "search: {algorithm: random, num_samples: 2, max_concurrent: '2'}\n",
+            "search.max_concurrent must be an integer, not text (write it without quotes)",
+        ),
+        "boolean_search_seed": (
+            HEAD + "grid: {C: {loguniform: [0.1, 10]}}\n"
+            "search: {algorithm: random, num_samples: 2, seed: true}\n",
+            f"search.seed must be an integer, {BOOL} True",
+        ),
+        "boolean_keep": (
+            HEAD + SCREEN + "search: {strategy: slope_screen, keep: on}\n",
+            f"search.keep must be an integer, {BOOL} True",
+        ),
+        "boolean_clean_tolerance": (
+            HEAD + SCREEN + "search: {strategy: slope_screen, clean_tolerance: no}\n",
+            f"search.clean_tolerance must be a number, {BOOL} False",
+        ),
+        "boolean_probe": (
+            HEAD + SCREEN + "search: {strategy: slope_screen, probe: {trigger_size: true}}\n",
+            "search.probe.trigger_size must be one of the grid's values [1, 2]; got True",
+        ),
+        "boolean_max_failures": (
+            HEAD + "execution: {max_failures: yes}\n",
+            f"execution.max_failures must be an integer, {BOOL} True",
+        ),
+        "text_cpus_per_trial": (
+            HEAD + "execution: {cpus_per_trial: '2'}\n",
+            "execution.cpus_per_trial must be a number, not text (write it without quotes)",
+        ),
+        "boolean_max_concurrent_trials": (
+            HEAD + "execution: {max_concurrent_trials: true}\n",
+            f"execution.max_concurrent_trials must be an integer, {BOOL} True",
+        ),
+        "boolean_beta": (
+            HEAD + "curves: {enabled: true, betas: [0, on]}\n",
+            f"curves.betas.1 must be a number, {BOOL} True",
+        ),
+        "boolean_influence_k": (
+            HEAD + "explain: {influence_k: yes}\n",
+            f"explain.influence_k must be an integer, {BOOL} True",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SPECS))

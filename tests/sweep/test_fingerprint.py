@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from backdoor_sweep.errors import SweepError
-from sweep.launcher import _check_existing, run_sweep
+from sweep.claim import _check_existing
+from sweep.launcher import run_sweep
 from sweep.spec import Spec, parse_spec
 from sweep.store import Store
 from tests.sweep.test_bad_inputs import HEAD, run_cli

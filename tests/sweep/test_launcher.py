@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from backdoor_sweep.errors import SweepError
-from sweep import launcher
+from sweep import claim, launcher
 from sweep.cluster import probe_address
 from sweep.launcher import run_sweep
 from sweep.spec import load_spec, parse_spec
@@ -110,12 +110,12 @@ def test_a_replacing_run_killed_outright_is_recovered_by_the_next_run(tmp_path):
     aside = store.root / LOCK_DIR / "hand.replaced"
     aside.parent.mkdir()
     os.replace(store.sweep_dir("hand"), aside)
-    launcher._recover_replaced(store, "hand")
+    claim._recover_replaced(store, "hand")
     assert snapshot(store.root) == before and not aside.exists()
     # killed after the new sweep.json: the new sweep is kept (resume finishes it), the old dropped
     os.replace(store.sweep_dir("hand"), aside)
     write_sweep(store.root)
-    launcher._recover_replaced(store, "hand")
+    claim._recover_replaced(store, "hand")
     assert store.exists("hand") and not aside.exists()
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from backdoor_sweep.errors import SweepError, shown
+from trainables.components import NumbersOnly
 from trainables.data.formats import (
     IDX_DATASETS,
     Source,
@@ -56,7 +57,7 @@ BUNDLED = {
 Side = Annotated[int, Field(ge=1, le=4096)]
 
 
-class DatasetSpec(BaseModel):
+class DatasetSpec(NumbersOnly):
     """The ``dataset`` section of a spec."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
