@@ -99,7 +99,8 @@ def run_sweep(
     with ``address``). ``trial_fn(config, data)`` is what each Tune trial runs (default
     `trainables.trial.tune_trial`); tests wrap it to inject faults. It must be importable by the
     workers or pickled by value. ``on_progress`` is called with the `Progress` of this run after
-    every finished result (grid sweeps); ``extra_meta`` goes into a new sweep's ``sweep.json``
+    every finished result (a search's total grows as it learns its work: `sweep.searching.run_search`);
+    ``extra_meta`` goes into a new sweep's ``sweep.json``
     (the team service records who submitted it).
     """
     if spec.search.staged:  # Optuna, or a slope screen's two stages
@@ -114,6 +115,7 @@ def run_sweep(
             num_cpus=num_cpus,
             store=store,
             on_start=on_start,
+            on_progress=on_progress,
             extra_meta=extra_meta,
         )
     store = store if store is not None else Store(spec.store)
@@ -199,7 +201,10 @@ def _run_locked(
     n_skipped = sum(len(p.results) for p in plans if p.trial_id in done)
 
     progress = Progress(
-        total=sum(len(p.results) for p in todo), enabled=show_progress, on_advance=on_progress
+        total=sum(len(p.results) for p in todo),
+        enabled=show_progress,
+        on_advance=on_progress,
+        stored=n_skipped,
     )
     writer = StoreWriter(spec, store, todo, progress)
     try:

@@ -3,10 +3,16 @@
 A live rich bar on a terminal; on a pipe or in CI, a plain line at every tenth of the work.
 ``on_advance`` (e.g. the team service's runner, which writes the counts to a file) is called
 after every step, whether or not anything is shown.
+
+``done`` and ``total`` count the results this run computes; ``stored`` the results the store held
+when it began (a resumed sweep), which it does not compute again. A search learns its work as it
+goes — a slope screen knows stage two's results only after stage one — and adds it with `grow`,
+so ``total`` may rise during a run but ``done`` never goes back.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -19,16 +25,22 @@ class Progress:
         enabled: bool = True,
         stream=None,
         on_advance: Callable[[Progress], None] | None = None,
+        stored: int = 0,
     ) -> None:
         self.total = total
+        self.stored = stored
         self.on_advance = on_advance
         self.done = 0
+        self._show = enabled
         self.enabled = enabled and total > 0
         self.stream = stream or sys.stderr
         self.t0 = time.perf_counter()
         self._bar = None
         self._next_line = 0.1
-        if self.enabled and self.stream.isatty():
+        self._start_bar()
+
+    def _start_bar(self) -> None:
+        if self.enabled and self._bar is None and self.stream.isatty():
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -47,8 +59,23 @@ class Progress:
                 TimeRemainingColumn(),
                 transient=False,
             )
-            self._task = self._bar.add_task("sweep", total=total)
+            self._task = self._bar.add_task("sweep", total=self.total, completed=self.done)
             self._bar.start()
+
+    def grow(self, n: int) -> None:
+        """Add ``n`` results to ``total``: work the run has just learnt it will do."""
+        if n <= 0:
+            return
+        self.total += n
+        self.enabled = self._show
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+        else:
+            self._start_bar()
+            # the next plain line at the next tenth of the new total
+            self._next_line = (math.floor(10 * self.done / self.total) + 1) / 10
 
     def eta_seconds(self) -> float | None:
         if self.done == 0:

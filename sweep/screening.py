@@ -37,6 +37,7 @@ from sweep.searching import format_values, run_plans, stored_rows
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sweep.progress import Progress
     from sweep.spec import Spec
     from sweep.store import Store
 
@@ -212,7 +213,7 @@ class ScreenRun:
         two = {p.trial_id for p in self.stage_two or []}
         return n_one + len(two), len(two - done)
 
-    def run(self, data, counts: dict, show_progress: bool) -> bool:
+    def run(self, data, counts: dict, progress: Progress) -> bool:
         total = sum(len(p.results) for p in self.stage_one)
         print(
             f"stage one: {len(self.stage_one)} configurations at the probe "
@@ -222,7 +223,7 @@ class ScreenRun:
             file=sys.stderr,
             flush=True,
         )
-        if not run_plans(self.spec, self.store, data, self.stage_one, counts, show_progress):
+        if not run_plans(self.spec, self.store, data, self.stage_one, counts, progress):
             return False
         self._screen()
         kept = ", ".join(format_values(c) for c in self.screened.kept) or "none"
@@ -232,7 +233,7 @@ class ScreenRun:
             file=sys.stderr,
             flush=True,
         )
-        return run_plans(self.spec, self.store, data, self.stage_two, counts, show_progress)
+        return run_plans(self.spec, self.store, data, self.stage_two, counts, progress)
 
     def n_results(self) -> int:
         plans = self.stage_one + (self.stage_two or [])

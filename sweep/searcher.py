@@ -241,7 +241,7 @@ class OptunaRun:
         stored = 0 if fresh else self._stored_configurations()
         return self.n_configurations, max(0, self.n_configurations - stored)
 
-    def run(self, data, counts: dict, show_progress: bool) -> bool:
+    def run(self, data, counts: dict, progress: Progress) -> bool:
         spec = self.spec
         df = stored_rows(self.store, spec.name)
         stored = stored_objectives(spec, df) if not df.empty else {}
@@ -260,14 +260,13 @@ class OptunaRun:
             flush=True,
         )
         per_config = len(self.template().plan(_any_configuration(spec)).results)
-        progress = Progress(total=remaining * per_config, enabled=show_progress)
+        progress.grow(remaining * per_config)
         from sweep.launcher import StoreWriter
 
         writer = StoreWriter(spec, self.store, [], progress)
         try:
             self._fit(data, writer, remaining, folder)
         finally:
-            progress.close()
             counts["ok"] += writer.n_ok
             counts["error"] += writer.n_error
         return self.searcher.exhausted or self._stored_configurations() >= self.n_configurations

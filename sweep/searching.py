@@ -39,6 +39,7 @@ def run_search(
     num_cpus: int | None = None,
     store: Store | None = None,
     on_start: Callable[[SweepStart], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or finish) an Optuna search or a slope screen; see the module docstring.
@@ -48,6 +49,12 @@ def run_search(
     ``spec.store``, ``on_start`` is told the search's budget (`SweepStart.n_configurations`;
     results and trials are upper bounds) before any slow step, ``overwrite`` replaces a stored
     sweep once the new run is ready, ``extra_meta`` goes into a new sweep's ``sweep.json``.
+
+    ``on_progress`` is called with the run's one `Progress` after every finished result, as for
+    a grid. Its ``total`` is the work the search knows of: a slope screen counts stage one's
+    results still to run, and adds stage two's once the screen has chosen them; an Optuna search
+    counts the results of the configurations it still has budget for (fewer run if the space is
+    exhausted). ``stored`` is what the store held before the run; ``done`` never goes back.
     """
     from sweep.claim import check_before_run, claimed
     from sweep.launcher import SweepOutcome, SweepStart, close_meta, open_meta
@@ -62,13 +69,14 @@ def run_search(
     run = Run(spec, store)
     fresh = overwrite or not store.exists(spec.name)
     n_trials, n_todo = run.budget(fresh)
+    n_stored = 0 if fresh else len(stored_rows(store, spec.name))
     if on_start is not None:
         on_start(
             SweepStart(
                 spec.name,
                 spec.n_results,
                 n_trials,
-                0 if fresh else len(stored_rows(store, spec.name)),
+                n_stored,
                 n_todo,
                 store,
                 overwrite and store.exists(spec.name),
@@ -87,11 +95,13 @@ def run_search(
         needs_ray=n_todo > 0,
     ) as data:
         meta, _ = open_meta(spec, store, run.n_configurations, extra_meta)
+        progress = Progress(total=0, enabled=show_progress, on_advance=on_progress, stored=n_stored)
         failed = True
         try:
-            complete = run.run(data, counts, show_progress)
+            complete = run.run(data, counts, progress)
             failed = False
         finally:
+            progress.close()
             try:
                 close_meta(
                     spec,
@@ -129,20 +139,20 @@ def format_values(values: dict) -> str:
     )
 
 
-def run_plans(spec, store, data, plans, counts, show_progress) -> bool:
-    """Run the plans without a part file; True when every plan has one afterwards."""
+def run_plans(spec, store, data, plans, counts, progress: Progress) -> bool:
+    """Run the plans without a part file, their results added to ``progress``'s total; True
+    when every plan has one afterwards."""
     from sweep.launcher import StoreWriter, _fit
 
     done = store.done_trials(spec.name)
     todo = [p for p in plans if p.trial_id not in done]
     counts["skipped"] += sum(len(p.results) for p in plans if p.trial_id in done)
     if todo:
-        progress = Progress(total=sum(len(p.results) for p in todo), enabled=show_progress)
+        progress.grow(sum(len(p.results) for p in todo))
         writer = StoreWriter(spec, store, todo, progress)
         try:
             _fit(spec, data, todo, writer)
         finally:
-            progress.close()
             counts["ok"] += writer.n_ok
             counts["error"] += writer.n_error
     return store.done_trials(spec.name) >= {p.trial_id for p in plans}

@@ -52,7 +52,11 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 
 class ProgressFile:
-    """`sweep.progress.Progress` callback: the sweep-level counts in ``progress.json``."""
+    """`sweep.progress.Progress` callback: the sweep-level counts in ``progress.json``.
+
+    Done is what the store held when the run began plus what the run has computed since; the
+    total the sweep's planned results (for a search, its upper bound: `sweep.search`).
+    """
 
     def __init__(self, records: Records, name: str, n_results: int) -> None:
         self.records, self.name, self.n_results = records, name, n_results
@@ -63,10 +67,13 @@ class ProgressFile:
         if now - self.last < PROGRESS_EVERY_S and progress.done < progress.total:
             return
         self.last = now
-        done = self.n_results - progress.total + progress.done
+        done = progress.stored + progress.done
         try:
             self.records.write_progress(self.name, done, self.n_results, progress.eta_seconds())
-        except OSError as err:  # a full disk must not stop the sweep; the parts are what count
+        except (
+            OSError,
+            SweepError,
+        ) as err:  # a full disk must not stop the sweep (the parts count)
             print(f"progress not written: {err}", file=sys.stderr, flush=True)
 
 

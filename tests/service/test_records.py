@@ -100,3 +100,36 @@ def test_last_error_prefers_the_one_line_error(tmp_path):
     assert records.last_error("a") == "dataset.name must be one of digits; got 'x'"
     records.log_path("a").write_text("Traceback\n  ...\nRuntimeError: boom\n")
     assert records.last_error("a") == "RuntimeError: boom"
+
+
+def test_the_progress_file_counts_stored_results_beside_the_run(tmp_path):
+    """A search's total grows as it goes: the file's done is what the store held when the run
+    began plus what the run computed, never the planned results minus the run's total."""
+    from backdoor_sweep.service.runner import ProgressFile
+    from sweep.progress import Progress
+
+    records = Records(Store(tmp_path))
+    assert records.claim("scr")
+    callback = ProgressFile(records, "scr", n_results=20)
+    progress = Progress(total=0, enabled=False, on_advance=callback, stored=6)
+    progress.grow(4)  # stage two of a resumed screen, as known so far
+    progress.advance()
+    assert records.read_progress("scr")["done"] == 7
+    progress.grow(4)
+    for _ in range(7):
+        progress.advance()
+    written = records.read_progress("scr")
+    assert written["done"] == 6 + 8 and written["total"] == 20
+
+
+def test_a_progress_file_that_cannot_be_written_does_not_stop_the_sweep(tmp_path, capsys):
+    """The store's writer says why in a `SweepError`; the sweep goes on (its parts are what
+    count) and the runner's log has one line."""
+    from backdoor_sweep.service.runner import ProgressFile
+    from sweep.progress import Progress
+
+    records = Records(Store(tmp_path))  # no folder for "gone": the file cannot be written
+    progress = Progress(total=2, enabled=False, on_advance=ProgressFile(records, "gone", 2))
+    progress.advance()
+    assert progress.done == 1 and records.read_progress("gone") is None
+    assert "progress not written: store file" in capsys.readouterr().err

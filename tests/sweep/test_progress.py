@@ -24,3 +24,33 @@ def test_plain_lines_on_a_pipe():
         progress.advance()
     lines = out.getvalue().splitlines()
     assert lines[-1].startswith("progress: 10/10 results") and len(lines) <= 10
+
+
+def test_a_growing_total_keeps_done_and_its_plain_lines():
+    """A slope screen learns stage two's results after stage one: the total grows, done never
+    goes back, and the plain lines go on at the tenths of the new total."""
+    out, seen = io.StringIO(), []
+    progress = Progress(
+        total=0, stream=out, stored=3, on_advance=lambda p: seen.append((p.done, p.total))
+    )
+    assert not progress.enabled  # nothing known yet: nothing shown
+    progress.grow(4)
+    for _ in range(4):
+        progress.advance()
+    progress.grow(0)
+    progress.grow(6)
+    for _ in range(6):
+        progress.advance()
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)] + [(n, 10) for n in range(5, 11)]
+    assert progress.stored == 3
+    lines = out.getvalue().splitlines()
+    assert "progress: 4/4 results" in lines[3] and lines[-1].startswith("progress: 10/10 results")
+    assert not any(line.startswith("progress: 4/10") for line in lines)
+    assert [line.split()[1] for line in lines[4:]] == [
+        "5/10",
+        "6/10",
+        "7/10",
+        "8/10",
+        "9/10",
+        "10/10",
+    ]
