@@ -9,8 +9,10 @@
   (`trainables.epochs`). ``asha`` stops configurations whose ``metric`` trails the others at
   each rung; ``fifo`` stops nothing (the same reports and validation split, to compare with). A
   scheduler stops *trials*, so with one every trial is one result (one configuration, one seed):
-  ``execution.inner_axes`` must be ``auto`` or ``[]``. A ``validation_fraction`` of the training
-  split is held out for the per-epoch metrics (the key ``val_fraction`` of every result).
+  ``execution.inner_axes`` must be ``auto`` or ``[]``, and the sweep a grid: a search's trial is
+  one configuration against every attack setting and seed (`sweep.search.check_search`). A
+  ``validation_fraction`` of the training split is held out for the per-epoch metrics (the key
+  ``val_fraction`` of every result).
 
 Checks that need no cluster are in `check_execution` (part of spec validation); `check_devices`
 runs where Ray is up, before anything is written: a GPU asked for where Ray sees none, or bf16

@@ -217,6 +217,21 @@ def check_search(spec: Spec, n_classes: int) -> None:
             "execution.inner_axes must be auto when searching (a trial is one configuration "
             f"against every attack setting and seed); got {spec.execution.inner_axes}"
         )
+    sched = spec.execution.scheduler
+    if sched is not None and not search.is_default:
+        # under a scheduler every result is its own trial, and a sampler would draw the attack
+        # setting and seed with the configuration: each configuration would meet one attack
+        field, got = (
+            ("algorithm", search.algorithm)
+            if search.algorithm != "grid"
+            else ("strategy", search.strategy)
+        )
+        allowed = "grid" if field == "algorithm" else "full"
+        raise SweepError(
+            f"search.{field} must be {allowed} with execution.scheduler {sched.name} (a search's "
+            "trial is one configuration against every attack setting and seed, a scheduler's "
+            f"trial one result); got {got}"
+        )
     _check_samples(spec)
     _check_objectives(spec)
     limits = (search.max_concurrent, spec.execution.max_concurrent_trials)

@@ -220,6 +220,8 @@ class SearchTemplate:
     cache_dir: str
 
     def plan(self, configuration: dict) -> TrialPlan:
+        """The configuration's one trial: every attack setting × seed (a search never runs
+        under an ``execution.scheduler``, which would make each seed its own trial)."""
         return plan_configurations(self.spec, [dict(configuration)])[0]
 
 

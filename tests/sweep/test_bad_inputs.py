@@ -188,6 +188,35 @@ BAD_SPECS.update(
     }
 )
 
+#: a network sweep under ASHA (a scheduler's trial is one result) whose learning rate is a range
+SCHEDULED = textwrap.dedent("""\
+    name: t
+    dataset: {name: digits, classes: [7, 1]}
+    learner: {name: cnn, epochs: 2, cnn_width: 4}
+    attack: {trigger: patch, poisoning: dirty_label, target: 1}
+    execution: {scheduler: {name: asha, grace_period: 1}}
+    grid: {lr: {loguniform: [0.001, 0.1]}, poison_rate: [0.05, 0.1]}
+    seeds: [0, 1]
+    """)
+#: a search scores a configuration against every attack setting and seed in one trial
+NOT_SCHEDULED = (
+    "with execution.scheduler asha (a search's trial is one configuration against every attack "
+    "setting and seed, a scheduler's trial one result)"
+)
+BAD_SPECS.update(
+    {
+        "optuna_with_scheduler": (
+            SCHEDULED + "search: {algorithm: optuna, num_samples: 2, "
+            "objectives: [{metric: clean_acc, mode: max}]}\n",
+            f"search.algorithm must be grid {NOT_SCHEDULED}; got optuna",
+        ),
+        "random_with_scheduler": (
+            SCHEDULED + "search: {algorithm: random, num_samples: 2}\n",
+            f"search.algorithm must be grid {NOT_SCHEDULED}; got random",
+        ),
+    }
+)
+
 
 @pytest.mark.parametrize("case", sorted(BAD_SPECS))
 def test_bad_spec_gives_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case):

@@ -14,6 +14,12 @@ from sweep.plan import plan_trials
 from sweep.spec import parse_spec
 
 ASHA = {"name": "asha", "metric": "val_clean_acc", "mode": "max", "grace_period": 1}
+#: an Optuna search of the grid's lists (a scheduler cannot run it: `sweep.search.check_search`)
+OPTUNA = {
+    "algorithm": "optuna",
+    "num_samples": 2,
+    "objectives": [{"metric": "clean_acc", "mode": "max"}],
+}
 
 
 def cnn_spec(tmp_path=None, **execution) -> dict:
@@ -77,6 +83,16 @@ def svm_spec(**execution) -> dict:
             "execution.precision must be fp32 with defence dp_sgd",
         ),
         (cnn_spec(precision="fp16"), "execution.precision must be one of 'fp32' or 'bf16'"),
+        (
+            {**cnn_spec(scheduler=ASHA), "search": {"strategy": "slope_screen"}},
+            "search.strategy must be full with execution.scheduler asha (a search's trial is one "
+            "configuration against every attack setting and seed, a scheduler's trial one "
+            "result); got slope_screen",
+        ),
+        (
+            {**cnn_spec(scheduler={**ASHA, "name": "fifo"}), "search": OPTUNA},
+            "search.algorithm must be grid with execution.scheduler fifo",
+        ),
     ],
 )
 def test_bad_execution_settings_are_one_line(raw, needle):
