@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 # The lock: the whole dependency set of pyproject.toml with the test extras, for CPython 3.11 on
-# Linux x86_64 (the machines the README and CI use), with the hashes of every matching file.
+# Linux x86_64 (the machines docs/install.md and CI use), with the hashes of every matching file.
 lock:
 	$(UV) pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" --quiet \
