@@ -175,6 +175,8 @@ def derive_status(
     if locked or alive:
         if cancel and alive:
             return "cancelling"
+        if not locked and _finished_by_this_run(job, meta):
+            return "finished"  # its runner is still exiting (the lock goes first)
         return "running" if locked else "starting"
     if meta is not None and meta.get("status") == "finished":
         return "finished"
@@ -185,6 +187,21 @@ def derive_status(
     if isinstance(code, int) and code in (EXIT_CRASHED, EXIT_BAD_INPUT):
         return "failed"
     return "interrupted"
+
+
+def _finished_by_this_run(job: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
+    """True when the store says finished at or after this server's runner started — not the
+    finish of an earlier run that an ``--overwrite`` run is about to replace."""
+    if not meta or meta.get("status") != "finished":
+        return False
+    started = ((job or {}).get("run") or {}).get("started_at")
+    finished = meta.get("finished_at")
+    if not started or not finished:
+        return False
+    try:
+        return datetime.fromisoformat(finished) >= datetime.fromisoformat(started)
+    except (TypeError, ValueError):
+        return False
 
 
 def sweep_view(

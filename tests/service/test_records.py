@@ -22,11 +22,32 @@ def job(cancel=False, code=None):
     return {"cancel": {"by": "x"} if cancel else None, "run": {"exit_code": code}}
 
 
+T0, T1 = "2026-11-28T10:00:00+00:00", "2026-11-28T10:05:00.123456+00:00"
+
+
+def started(at: str) -> dict:
+    return {"cancel": None, "run": {"exit_code": None, "started_at": at}}
+
+
+def done_at(at: str) -> dict:
+    return {"status": "finished", "finished_at": at}
+
+
 @pytest.mark.parametrize(
     "kw,status",
     [
         (dict(job=job(), meta=None, locked=False, alive=False, queued=True), "queued"),
         (dict(job=job(), meta=None, locked=False, alive=True, queued=False), "starting"),
+        # its runner is exiting after the run finished: the lock went first
+        (
+            dict(job=started(T0), meta=done_at(T1), locked=False, alive=True, queued=False),
+            "finished",
+        ),
+        # an --overwrite run starting over a sweep an earlier run finished
+        (
+            dict(job=started(T1), meta=done_at(T0), locked=False, alive=True, queued=False),
+            "starting",
+        ),
         (dict(job=job(), meta=RUN, locked=True, alive=True, queued=False), "running"),
         (dict(job=None, meta=RUN, locked=True, alive=False, queued=False), "running"),  # a CLI run
         (dict(job=job(cancel=True), meta=RUN, locked=True, alive=True, queued=False), "cancelling"),
