@@ -16,6 +16,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from backdoor_sweep.errors import SweepError
@@ -151,6 +153,33 @@ def _grpc_answer(host: str, port: int, timeout: float, http2: bool = True) -> st
     if head[3] != _HTTP2_SETTINGS:
         return "the server does not speak gRPC: not a Ray head node"
     return None
+
+
+@contextmanager
+def callers_signals() -> Iterator[None]:
+    """Put the caller's SIGINT and SIGUSR1 handlers back after a Ray Tune run.
+
+    ``Tuner.fit`` installs its own (a graceful stop) and leaves them installed after the run:
+    without this the first Ctrl-C after an in-process sweep — in a notebook, in the next command
+    of a test session — would only stop a run that has already ended. Signal handlers belong to
+    the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in _TUNE_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+#: the signals ``Tuner.fit`` takes over (SIGUSR1 where the platform has it)
+_TUNE_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)
+)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:

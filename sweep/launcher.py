@@ -19,9 +19,7 @@ epoch's metrics (its part file is written, so ``resume`` does not run it again).
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 
 from backdoor_sweep.errors import SweepError
 from sweep.claim import StoreFailed, check_before_run, claimed
+from sweep.cluster import callers_signals
 from sweep.execution import make_scheduler
 from sweep.plan import TrialPlan, plan_trials
 from sweep.progress import Progress
@@ -271,23 +270,12 @@ def _fit(spec: Spec, data, todo: list[TrialPlan], writer: StoreWriter, trial_fn=
                 failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
             ),
         )
-        # Tune installs its own SIGINT handler (a graceful stop) and leaves it installed after the
-        # run: the caller's is put back, or Ctrl-C would stop doing anything in this process
-        sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
-        try:
+        with callers_signals():  # Tune leaves its SIGINT handler installed after the run
             tuner.fit()
-        finally:
-            if sigint is not None:
-                signal.signal(signal.SIGINT, sigint)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if writer.failure is not None:
         raise StoreFailed(writer.failure)
-
-
-def _main_thread() -> bool:
-    """Signal handlers can only be read and set from the main thread."""
-    return threading.current_thread() is threading.main_thread()
 
 
 def _trainable(trial_fn: Callable[[dict, Any], None] | None):

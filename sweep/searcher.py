@@ -43,6 +43,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from backdoor_sweep.errors import SweepError
+from sweep.cluster import callers_signals
 from sweep.plan import TrialPlan, plan_configurations
 from sweep.progress import Progress
 from sweep.sampling import configuration_key, tune_space
@@ -315,7 +316,8 @@ class OptunaRun:
                     failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
                 ),
             )
-            tuner.fit()
+            with callers_signals():  # Tune leaves its SIGINT handler installed after the run
+                tuner.fit()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if writer.failure is not None:  # `sweep.claim.claimed` says what was kept

@@ -223,15 +223,15 @@ def test_a_sweep_leaves_the_callers_signal_handlers_in_place(ray_runtime, tmp_pa
     def mine(signum, frame):  # a caller's own handler
         raise KeyboardInterrupt
 
-    before = signal.signal(signal.SIGINT, mine), signal.signal(signal.SIGTERM, mine)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    before = [signal.signal(sig, mine) for sig in signals]
     try:
         outcome = run_sweep(smoke_spec(tmp_path / "store"), show_progress=False)
         assert outcome.complete
-        assert signal.getsignal(signal.SIGINT) is mine
-        assert signal.getsignal(signal.SIGTERM) is mine
+        assert [signal.getsignal(sig) for sig in signals] == [mine] * 3
     finally:
-        signal.signal(signal.SIGINT, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+        for sig, handler in zip(signals, before, strict=True):
+            signal.signal(sig, handler)
 
 
 @pytest.mark.slow

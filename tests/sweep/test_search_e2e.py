@@ -202,3 +202,36 @@ def test_optuna_search_killed_mid_run_resumes_where_it_stopped(tmp_path, short_t
     assert restore_state(searcher, store.sweep_dir("killed"))
     complete = [t for t in searcher._ot_study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 6  # every stored configuration, told once
+
+
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"strategy": "slope_screen", "keep": 1},
+        {
+            "algorithm": "optuna",
+            "num_samples": 2,
+            "max_concurrent": 1,
+            "objectives": [{"metric": "worst_asr", "mode": "min"}],
+        },
+    ],
+    ids=["slope_screen", "optuna"],
+)
+def test_a_search_leaves_the_callers_signal_handlers_in_place(tmp_path, ray_runtime, search):
+    """Tune installs SIGINT and SIGUSR1 handlers and leaves them after the run; a search puts
+    the caller's back, as a grid does (else the next Ctrl-C in this process does nothing)."""
+    import signal
+
+    def mine(signum, frame):  # a caller's own handler
+        raise KeyboardInterrupt
+
+    grid = {"C": [0.1, 1], "gamma": [0.01]}
+    spec = parse_spec(tiny(tmp_path, "signals", grid, search))
+    before = signal.signal(signal.SIGINT, mine), signal.signal(signal.SIGUSR1, mine)
+    try:
+        assert run_sweep(spec, show_progress=False).complete
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGUSR1) is mine
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGUSR1, before[1])
