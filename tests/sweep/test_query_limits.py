@@ -56,7 +56,10 @@ def test_the_memory_limit_is_set_before_the_configuration_is_locked(store):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_and_sigterm_interrupt_a_running_query(store, sig):
-    # the CLI turns SIGTERM into Ctrl-C (backdoor_sweep.cli.main); do the same here
+    # the CLI turns SIGTERM into Ctrl-C and installs its own Ctrl-C handler (backdoor_sweep.cli.
+    # main); do the same here — a test run started in the background (`cmd &` without job
+    # control) inherits SIGINT ignored, which the CLI overrides too
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     timer = threading.Timer(1.0, os.kill, (os.getpid(), sig))
     timer.start()
@@ -66,6 +69,7 @@ def test_ctrl_c_and_sigterm_interrupt_a_running_query(store, sig):
     finally:
         timer.cancel()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     assert run_query(store, "SELECT 1 AS one")["one"][0] == 1  # nothing is left running
 
 
