@@ -134,19 +134,7 @@ def run_result(
     defence_info = result.train(data)
     fit_seconds = time.perf_counter() - t0
 
-    pred_clean = learner.predict(data.X_test)
-    pred_trig = learner.predict(X_bt)
-    row = {
-        **attack_metrics(data.y_test, pred_clean, pred_trig, target),
-        "asr_definition": ASR_DEFINITION,
-        "n_poison": poisoned.n_poison,
-        "n_train": int(len(poisoned.y)),
-        "n_test": int(len(data.y_test)),
-        "fit_seconds": fit_seconds,
-        "n_fits": 1,
-        **poisoned.info,
-        **defence_info,
-    }
+    row = {**measured_row(result, learner, len(poisoned.y), fit_seconds, 1), **defence_info}
     if reporter is not None:
         row["n_val"] = int(len(result.validation.y))
         row.update({"epoch": None, **dict.fromkeys(EPOCH_METRICS), **reporter.last})
@@ -191,21 +179,29 @@ def _slope_probe(config: dict, result: PreparedResult) -> ResultRows:
         cross_check=False,
     )
     fit_seconds = time.perf_counter() - t0
-    model = curve.model0
-    row = {
+    n_clean = int(np.count_nonzero(~np.asarray(poisoned.is_poison, dtype=bool)))
+    row = measured_row(result, curve.model0, n_clean, fit_seconds, curve.fits)
+    return ResultRows(row={**row, **curve.summary()}, curves=curve.rows)
+
+
+def measured_row(
+    result: PreparedResult, model, n_train: int, fit_seconds: float, n_fits: int
+) -> dict:
+    """The columns every result's row has: the fitted ``model``'s attack metrics on the test
+    split and its triggered copy, what it trained on, and what the training cost."""
+    data, poisoned = result.data, result.poisoned
+    return {
         **attack_metrics(
-            data.y_test, model.predict(data.X_test), model.predict(result.X_bt), target
+            data.y_test, model.predict(data.X_test), model.predict(result.X_bt), result.target
         ),
         "asr_definition": ASR_DEFINITION,
         "n_poison": poisoned.n_poison,
-        "n_train": int(np.count_nonzero(~np.asarray(poisoned.is_poison, dtype=bool))),
+        "n_train": int(n_train),
         "n_test": int(len(data.y_test)),
         "fit_seconds": fit_seconds,
-        "n_fits": curve.fits,
+        "n_fits": n_fits,
         **poisoned.info,
-        **curve.summary(),
     }
-    return ResultRows(row=row, curves=curve.rows)
 
 
 def tune_trial(

@@ -178,38 +178,45 @@ def learning_curve(
     w0 = Weights.of(learner0)
     base["nu"] = 0.0 if w0 is not None else float("nan")  # w(0) against itself
     curve = Curve(model0=learner0, fits=1)
+
+    def trained(factory: Callable[[], object]) -> Callable[[], object]:
+        """``factory`` whose every learner is fitted once: each counts in ``curve.fits``."""
+
+        def made():
+            curve.fits += 1
+            return factory()
+
+        return made
+
+    refit = trained(make)
     for beta in betas:
         if beta == 0.0 or not is_poison.any():  # without poison every β fits the same model
             curve.rows.append({**base, "beta": beta})
             continue
-        model = make().fit_beta(X, y, is_poison, beta)
-        curve.fits += 1
+        model = refit().fit_beta(X, y, is_poison, beta)
         curve.rows.append(_point(model, beta, X_eval, y_eval, n_test, target, w0, base["rho"]))
 
-    if sklearn_learner:
-        curve.slope = analytic_slope(learner0, X, y, is_poison, X_bt, y_bt)
-    if sklearn_learner and not cross_check:
-        curve.slope_fd = Slope.undefined("not computed (cross-check off)")
-    elif sklearn_learner:
-        one_sided = hasattr(learner0, "dual") and not margin_support_vectors(learner0).any()
-        if is_poison.any():  # loss0 is given: one refit, or two for the one-sided chord
-            curve.fits += 2 if one_sided else 1
-        curve.slope_fd = slope_fd(
-            lambda: clone(learner0),
-            X,
-            y,
-            is_poison,
-            X_bt,
-            y_bt,
-            step=step,
-            loss0=base["loss_backdoor"],
-            one_sided=one_sided,
-        )
-    else:
+    if not sklearn_learner:
         curve.slope = Slope.undefined(
             f"no analytic slope for {getattr(learner0, 'kind', 'this')} learners; see slope_fd"
         )
         curve.slope_fd = _slope_from_curve([base, *curve.rows], is_poison)
+        return curve
+    curve.slope = analytic_slope(learner0, X, y, is_poison, X_bt, y_bt)
+    if not cross_check:
+        curve.slope_fd = Slope.undefined("not computed (cross-check off)")
+        return curve
+    curve.slope_fd = slope_fd(
+        trained(lambda: clone(learner0)),
+        X,
+        y,
+        is_poison,
+        X_bt,
+        y_bt,
+        step=step,
+        loss0=base["loss_backdoor"],
+        one_sided=hasattr(learner0, "dual") and not margin_support_vectors(learner0).any(),
+    )
     return curve
 
 
