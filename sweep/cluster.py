@@ -156,18 +156,19 @@ def _grpc_answer(host: str, port: int, timeout: float, http2: bool = True) -> st
 
 
 @contextmanager
-def callers_signals() -> Iterator[None]:
-    """Put the caller's SIGINT and SIGUSR1 handlers back after a Ray Tune run.
+def kept_handlers(*signals: int) -> Iterator[None]:
+    """Put the caller's handlers of ``signals`` back when the block ends.
 
-    ``Tuner.fit`` installs its own (a graceful stop) and leaves them installed after the run:
-    without this the first Ctrl-C after an in-process sweep — in a notebook, in the next command
-    of a test session — would only stop a run that has already ended. Signal handlers belong to
-    the main thread; elsewhere this does nothing.
+    Ray and Ray Tune install their own and leave them installed: ``ray.init`` a SIGTERM handler,
+    ``Tuner.fit`` SIGINT and SIGUSR1 ones (a graceful stop) — without this the first Ctrl-C
+    after an in-process sweep, in a notebook or in the next command of a test session, would
+    only stop a run that has already ended. Signal handlers belong to the main thread;
+    elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    kept = {sig: signal.getsignal(sig) for sig in _TUNE_SIGNALS}
+    kept = {sig: signal.getsignal(sig) for sig in signals}
     try:
         yield
     finally:
@@ -176,8 +177,13 @@ def callers_signals() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+def callers_signals():
+    """`kept_handlers` of the signals ``Tuner.fit`` takes over, around a Ray Tune run."""
+    return kept_handlers(*TUNE_SIGNALS)
+
+
 #: the signals ``Tuner.fit`` takes over (SIGUSR1 where the platform has it)
-_TUNE_SIGNALS = tuple(
+TUNE_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)
 )
 
@@ -205,10 +211,9 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
         _local_token_auth()
-    main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
-        ray.init(**kwargs)
+        with kept_handlers(signal.SIGTERM):
+            ray.init(**kwargs)
     except ConnectionError as err:
         raise SweepError(
             f"--address must reach a running Ray cluster that accepts this client; got {address!r} "
@@ -220,9 +225,6 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
         if isinstance(err, AuthenticationError):
             raise SweepError(f"--address {address!r} refused this client: {TOKEN_HINT}") from None
         raise
-    finally:
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -183,6 +183,8 @@ DYNAMICS = Table(
 SCHEMA = {t.name: t for t in (TRIALS, CURVES, DYNAMICS)}
 #: every metric of the trials table by name
 METRICS = {m.name: m for m in TRIALS.metrics}
+#: columns a later version added (``Metric.since``): parts written before it lack them
+LATER_COLUMNS = frozenset(m.name for t in SCHEMA.values() for m in t.metrics if m.since)
 #: the replicate column of the trials table: results that differ only in it are seeds of one
 #: configuration (a column of the plan, not a configuration value the analysis compares)
 REPLICATE = "seed"
@@ -327,8 +329,7 @@ def schema_difference(got, want) -> list[str]:
         for f in want
         if f.name in have and _storage_kind(have[f.name]) != _storage_kind(f.type)
     ]
-    later = {m.name for t in SCHEMA.values() for m in t.metrics if m.since is not None}
-    if missing := [f.name for f in want if f.name not in have and f.name not in later]:
+    if missing := [f.name for f in want if f.name not in have and f.name not in LATER_COLUMNS]:
         out.append(f"no column {_few(missing)}")
     if extra := [n for n in have if n not in want.names]:
         out.append(f"column {_few(extra)} not in the schema")
