@@ -8,29 +8,18 @@ spec's folder is never created, ``on_start`` is told the search's budget once, a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
 
 from analysis.explain import rebuild
 from sweep.launcher import SweepStart, run_sweep
-from sweep.spec import DEFAULT_SPEC, parse_spec
+from sweep.spec import parse_spec
 from sweep.store import Store
 from sweep.verify import verify_store
 from tests.conftest import cli
+from tests.sweep.test_search_e2e import tiny  # its `store` is the folder the run must not use
 
 pytestmark = pytest.mark.slow
-
-
-def tiny(spec_store: Path, name: str, grid: dict, search: dict) -> dict:
-    """Digits 7 vs 1, two poison rates, two seeds; ``store`` is the folder the run must not use."""
-    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
-    raw.update(name=name, store=str(spec_store), seeds=[0, 1], curves={"enabled": False})
-    raw["grid"] = {**grid, "poison_rate": [0, 0.1], "trigger_size": [2]}
-    raw["search"] = search
-    return raw
 
 
 def run_in(spec, store: Store) -> tuple[object, list[SweepStart]]:
